@@ -1,0 +1,61 @@
+// Where workers run: binding plans computed from the hwloc topology, shared by the thread and process
+// contexts.
+//
+// A plan is a pure function of the topology, the process's allowed cpuset, the worker count and the
+// policy, so it can be checked against synthetic topologies. Workers beyond the number of cores wrap
+// around (worker k shares the core of worker k mod cores).
+#ifndef PASHA_CONTEXTS_BINDING_H_
+#define PASHA_CONTEXTS_BINDING_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace pasha {
+
+enum class Binding {
+  // Workers are not bound; the OS places them within the process's allowed cpuset.
+  none,
+  // One worker per physical core, filling cores in topology order (neighbouring workers share caches).
+  compact,
+  // One worker per physical core, spread round-robin across packages and NUMA nodes first.
+  spread,
+};
+
+// The number of physical cores this process may run on (its allowed cpuset, which reflects taskset
+// and cgroups), at least 1. The default worker count of the thread and process contexts.
+int default_num_workers();
+
+class BindingPlan {
+ public:
+  // The plan for this machine, restricted to the cpuset this process may run on.
+  static BindingPlan for_this_process(int num_workers, Binding policy);
+  // The plan for a synthetic hwloc topology such as "pack:2 numa:2 core:4 pu:2" (all PUs allowed).
+  // Throws std::invalid_argument naming the description when hwloc rejects it.
+  static BindingPlan for_synthetic_topology(std::string_view description, int num_workers, Binding policy);
+
+  BindingPlan(BindingPlan&&) noexcept;
+  BindingPlan& operator=(BindingPlan&&) noexcept;
+  ~BindingPlan();
+
+  int num_workers() const noexcept;
+  Binding policy() const noexcept;
+  // The worker's cpuset as hwloc prints lists, for example "0" or "2-3" (the whole allowed set for
+  // Binding::none).
+  std::string cpuset(int worker_id) const;
+  // One line per worker: "worker 0: cpuset 0 (core L#0, package L#0, NUMA L#0)".
+  std::string describe() const;
+  // Binds the calling thread (Binding::none: does nothing). Returns false if the OS refused.
+  bool bind_this_thread(int worker_id) const noexcept;
+  // Binds the calling process (all its threads); for forked workers.
+  bool bind_this_process(int worker_id) const noexcept;
+
+ private:
+  struct State;
+  explicit BindingPlan(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace pasha
+
+#endif  // PASHA_CONTEXTS_BINDING_H_

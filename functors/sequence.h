@@ -1,0 +1,52 @@
+// SequenceFunctor: maps over any sized random-access range (std::vector, std::array, std::span,
+// std::views::iota, ...), calling kernel(worker_id, index, element).
+//
+// The range is not copied: an lvalue container is referred to (it must outlive the map), an rvalue
+// view is kept by value and an rvalue container is moved in.
+#ifndef PASHA_FUNCTORS_SEQUENCE_H_
+#define PASHA_FUNCTORS_SEQUENCE_H_
+
+#include <cstddef>
+#include <iterator>
+#include <ranges>
+#include <utility>
+#include <vector>
+
+#include "pasha/functor.h"
+
+namespace pasha {
+
+template <class R>
+concept SequenceLike = std::ranges::random_access_range<R> && std::ranges::sized_range<R>;
+
+template <std::ranges::view V>
+  requires SequenceLike<V>
+class SequenceFunctor {
+ public:
+  explicit SequenceFunctor(V view) : view_(std::move(view)) {}
+
+  std::size_t size() const { return static_cast<std::size_t>(std::ranges::size(view_)); }
+  std::vector<IndexRange> split(int num_workers) const { return split_evenly(size(), num_workers); }
+
+  template <class Visit>
+  void iterate(const IndexRange& share, Visit&& visit) {
+    auto first = std::ranges::begin(view_);
+    using Difference = std::iter_difference_t<decltype(first)>;
+    for (std::size_t i = share.begin; i < share.end; ++i) {
+      visit(i, first[static_cast<Difference>(i)]);
+    }
+  }
+
+ private:
+  V view_;
+};
+
+template <class R>
+  requires SequenceLike<R> && std::ranges::viewable_range<R>
+auto make_sequence_functor(R&& range) {
+  return SequenceFunctor<std::views::all_t<R>>(std::views::all(std::forward<R>(range)));
+}
+
+}  // namespace pasha
+
+#endif  // PASHA_FUNCTORS_SEQUENCE_H_

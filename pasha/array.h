@@ -1,0 +1,219 @@
+// pasha::Array<T>: the n-dimensional array handle that pasha allocates and kernels write into.
+//
+// An Array is a view (data pointer, shape, strides) plus shared ownership of the memory it views.
+// Copies are cheap and share one buffer; the memory is released when the last handle to it goes.
+// The memory comes from the context that allocated it and is reachable from that context's workers:
+// heap memory for serial and thread contexts, memory shared with forked workers for process contexts.
+// Writes a worker makes through an Array are visible to the caller once `map` returns.
+//
+// Thread-safety: like a pointer. Handles may be copied and destroyed concurrently; concurrent writes
+// to the same element are the caller's business.
+#ifndef PASHA_ARRAY_H_
+#define PASHA_ARRAY_H_
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <initializer_list>
+#include <iterator>
+#include <memory>
+#include <ranges>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace pasha {
+
+// Memory layout of an n-d array: C (row-major, last index fastest) or F (column-major, first fastest).
+enum class Order { C, F };
+
+// The largest number of dimensions an Array can have.
+inline constexpr std::size_t kMaxRank = 8;
+
+// A list of extents: `pasha::Shape{3, 4}`, `pasha::Shape(100)`, or any range of integers.
+// Negative extents and more than kMaxRank dimensions throw std::invalid_argument naming the value.
+class Shape {
+ public:
+  Shape() = default;
+  Shape(std::initializer_list<std::size_t> extents) { assign(extents); }
+  template <std::integral I>
+  Shape(std::initializer_list<I> extents) { assign(extents); }  // NOLINT: implicit on purpose
+  template <std::integral I>
+  Shape(I extent) { assign(std::initializer_list<I>{extent}); }  // NOLINT: implicit on purpose
+  template <std::ranges::input_range R>
+    requires std::integral<std::ranges::range_value_t<R>> && (!std::same_as<std::remove_cvref_t<R>, Shape>)
+  Shape(R&& extents) { assign(extents); }  // NOLINT: implicit on purpose
+
+  std::size_t ndim() const noexcept { return ndim_; }
+  std::size_t operator[](std::size_t axis) const noexcept { return extents_[axis]; }
+  const std::size_t* begin() const noexcept { return extents_.data(); }
+  const std::size_t* end() const noexcept { return extents_.data() + ndim_; }
+  std::size_t size() const noexcept { return ndim_; }
+  // The number of elements (1 for a 0-d shape). Throws std::invalid_argument on overflow.
+  std::size_t num_elements() const;
+
+  void insert(std::size_t axis, std::size_t extent);
+  void erase(std::size_t axis);
+
+  friend bool operator==(const Shape& a, const Shape& b) {
+    return std::ranges::equal(a, b);
+  }
+  std::string to_string() const;
+
+ private:
+  template <class R>
+  void assign(const R& extents) {
+    for (auto e : extents) {
+      if constexpr (std::is_signed_v<decltype(e)>) {
+        if (e < 0) throw std::invalid_argument("pasha: negative extent " + std::to_string(e) + " in shape");
+      }
+      if (ndim_ == kMaxRank) {
+        throw std::invalid_argument("pasha: shape has more than " + std::to_string(kMaxRank) + " dimensions");
+      }
+      extents_[ndim_++] = static_cast<std::size_t>(e);
+    }
+  }
+
+  std::array<std::size_t, kMaxRank> extents_{};
+  std::size_t ndim_ = 0;
+};
+
+namespace detail {
+
+// Strides (in elements) of a contiguous array of the given shape and order.
+std::array<std::ptrdiff_t, kMaxRank> contiguous_strides(const Shape& shape, Order order);
+
+// Checks that `shape` times `element_size` bytes fits in std::size_t and returns the byte count.
+// Throws std::invalid_argument naming the shape otherwise.
+std::size_t checked_byte_size(const Shape& shape, std::size_t element_size);
+
+}  // namespace detail
+
+template <class T>
+class Array {
+  static_assert(std::is_trivially_copyable_v<T>,
+                "pasha::Array<T>: T must be trivially copyable (workers may be separate processes)");
+
+ public:
+  using value_type = T;
+  class iterator;
+
+  Array() = default;
+
+  // Wraps `data`, owned by `owner`, as a contiguous array of the given shape and order.
+  Array(std::shared_ptr<void> owner, T* data, const Shape& shape, Order order)
+      : owner_(std::move(owner)), data_(data), shape_(shape), strides_(detail::contiguous_strides(shape, order)),
+        order_(order) {}
+
+  std::span<const std::size_t> shape() const noexcept { return {shape_.begin(), shape_.ndim()}; }
+  std::span<const std::ptrdiff_t> strides() const noexcept { return {strides_.data(), shape_.ndim()}; }
+  std::size_t ndim() const noexcept { return shape_.ndim(); }
+  std::size_t size() const noexcept {
+    std::size_t n = 1;
+    for (std::size_t e : shape_) n *= e;
+    return n;
+  }
+  bool empty() const noexcept { return size() == 0; }
+  T* data() const noexcept { return data_; }
+  // The layout order in which operator[] and iteration visit elements.
+  Order order() const noexcept { return order_; }
+
+  bool c_contiguous() const noexcept { return is_contiguous(Order::C); }
+  bool f_contiguous() const noexcept { return is_contiguous(Order::F); }
+
+  // The i-th element in memory order (the array's layout order).
+  T& operator[](std::size_t i) const noexcept {
+    if (contiguous_) return data_[i];
+    return *element_at_linear(i);
+  }
+
+  // The element at a multi-index; one index per dimension.
+  template <std::integral... I>
+  T& operator()(I... index) const noexcept {
+    const std::size_t idx[] = {static_cast<std::size_t>(index)..., 0};
+    std::ptrdiff_t offset = 0;
+    for (std::size_t axis = 0; axis < sizeof...(I); ++axis) {
+      offset += static_cast<std::ptrdiff_t>(idx[axis]) * strides_[axis];
+    }
+    return data_[offset];
+  }
+
+  // The sub-array at position `i` along `axis`: one dimension fewer, sharing this array's memory.
+  Array slice(std::size_t axis, std::size_t i) const noexcept {
+    Array sub = *this;
+    sub.data_ = data_ + static_cast<std::ptrdiff_t>(i) * strides_[axis];
+    sub.shape_.erase(axis);
+    std::copy(strides_.begin() + axis + 1, strides_.begin() + ndim(), sub.strides_.begin() + axis);
+    sub.contiguous_ = sub.is_contiguous(sub.order_);
+    return sub;
+  }
+
+  iterator begin() const noexcept { return iterator(this, 0); }
+  iterator end() const noexcept { return iterator(this, size()); }
+
+  // Iterates over elements in memory order.
+  class iterator {
+   public:
+    using iterator_category = std::random_access_iterator_tag;
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    using reference = T&;
+
+    iterator() = default;
+    T& operator*() const noexcept { return (*array_)[i_]; }
+    T& operator[](difference_type n) const noexcept { return (*array_)[i_ + n]; }
+    iterator& operator++() noexcept { ++i_; return *this; }
+    iterator operator++(int) noexcept { auto old = *this; ++i_; return old; }
+    iterator& operator--() noexcept { --i_; return *this; }
+    iterator operator--(int) noexcept { auto old = *this; --i_; return old; }
+    iterator& operator+=(difference_type n) noexcept { i_ += n; return *this; }
+    iterator& operator-=(difference_type n) noexcept { i_ -= n; return *this; }
+    friend iterator operator+(iterator it, difference_type n) noexcept { return it += n; }
+    friend iterator operator+(difference_type n, iterator it) noexcept { return it += n; }
+    friend iterator operator-(iterator it, difference_type n) noexcept { return it -= n; }
+    friend difference_type operator-(const iterator& a, const iterator& b) noexcept {
+      return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
+    }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.i_ == b.i_; }
+    friend auto operator<=>(const iterator& a, const iterator& b) noexcept { return a.i_ <=> b.i_; }
+
+   private:
+    friend class Array;
+    iterator(const Array* array, std::size_t i) : array_(array), i_(i) {}
+    const Array* array_ = nullptr;
+    std::size_t i_ = 0;
+  };
+
+ private:
+  bool is_contiguous(Order order) const noexcept {
+    auto expected = detail::contiguous_strides(shape_, order);
+    for (std::size_t axis = 0; axis < ndim(); ++axis) {
+      if (shape_[axis] > 1 && strides_[axis] != expected[axis]) return false;
+    }
+    return true;
+  }
+
+  T* element_at_linear(std::size_t i) const noexcept {
+    std::ptrdiff_t offset = 0;
+    const std::size_t n = ndim();
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t axis = order_ == Order::C ? n - 1 - k : k;
+      offset += static_cast<std::ptrdiff_t>(i % shape_[axis]) * strides_[axis];
+      i /= shape_[axis];
+    }
+    return data_ + offset;
+  }
+
+  std::shared_ptr<void> owner_;
+  T* data_ = nullptr;
+  Shape shape_;
+  std::array<std::ptrdiff_t, kMaxRank> strides_{};
+  Order order_ = Order::C;
+  bool contiguous_ = true;
+};
+
+}  // namespace pasha
+
+#endif  // PASHA_ARRAY_H_

@@ -1,0 +1,57 @@
+// The errors pasha reports.
+#ifndef PASHA_ERRORS_H_
+#define PASHA_ERRORS_H_
+
+#include <exception>
+#include <stdexcept>
+#include <string>
+
+namespace pasha {
+
+// Thrown by `map` in the caller when a worker failed: its kernel (or a hook) threw, or, in a process
+// context, the worker process died or exited early. When several workers fail, the error of the
+// lowest worker id is reported.
+//
+// `what()` names the worker and contains the original message. The cause is always nested:
+// `std::rethrow_if_nested(error)` rethrows the original exception in serial and thread contexts, and
+// a pasha::RemoteError (type name and message of the original, or how the process died) in process
+// contexts, where an exception object cannot cross the process boundary.
+class WorkerError : public std::runtime_error, public std::nested_exception {
+ public:
+  // Nests the exception currently being handled; call it inside a catch block.
+  WorkerError(int worker_id, const std::string& what);
+  int worker_id() const noexcept { return worker_id_; }
+
+ private:
+  int worker_id_;
+};
+
+// The cause nested in a WorkerError from a worker process: what is known of the original failure.
+class RemoteError : public std::runtime_error {
+ public:
+  RemoteError(std::string type_name, const std::string& message);
+  // The demangled type of the exception the kernel threw, or "signal" / "exit" for a process that died.
+  const std::string& type_name() const noexcept { return type_name_; }
+
+ private:
+  std::string type_name_;
+};
+
+namespace detail {
+
+// Throws WorkerError for `worker_id` with `cause` nested; `cause` must not be null.
+[[noreturn]] void throw_worker_error(int worker_id, std::exception_ptr cause);
+
+// Throws WorkerError for `worker_id` with a RemoteError nested.
+[[noreturn]] void throw_remote_worker_error(int worker_id, const std::string& type_name, const std::string& message);
+
+// A readable description of an exception: its what() (or "unknown exception"), for error records.
+std::string describe(std::exception_ptr error);
+
+// The demangled type name of the exception currently being handled.
+std::string current_exception_type_name();
+
+}  // namespace detail
+}  // namespace pasha
+
+#endif  // PASHA_ERRORS_H_
