@@ -1,0 +1,125 @@
+#include "pasha/array.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+namespace pasha {
+namespace {
+
+// An array over fresh heap memory, with a flag that says when the memory was released.
+template <class T>
+Array<T> MakeArray(const Shape& shape, Order order, std::shared_ptr<bool> released = nullptr) {
+  const std::size_t n = shape.num_elements();
+  T* data = new T[n == 0 ? 1 : n]();
+  std::shared_ptr<void> owner(data, [released](void* p) {
+    delete[] static_cast<T*>(p);
+    if (released) *released = true;
+  });
+  return Array<T>(owner, data, shape, order);
+}
+
+TEST(Shape, AcceptsOneOrSeveralExtentsAndRanges) {
+  EXPECT_EQ(Shape(5).ndim(), 1u);
+  EXPECT_EQ(Shape({3, 4}).num_elements(), 12u);
+  int rows = 2, cols = 3;
+  EXPECT_EQ(Shape({rows, cols}), Shape({2u, 3u}));
+  EXPECT_EQ(Shape(std::vector<long>{2, 3, 4}).num_elements(), 24u);
+  EXPECT_EQ(Shape{}.num_elements(), 1u);
+  EXPECT_EQ(Shape({3, 4}).to_string(), "(3, 4)");
+  EXPECT_EQ(Shape(7).to_string(), "(7,)");
+}
+
+TEST(Shape, NegativeExtentsAndTooManyDimensionsAreInvalidArguments) {
+  EXPECT_THROW(Shape({3, -1}), std::invalid_argument);
+  EXPECT_THROW(Shape(std::vector<int>(kMaxRank + 1, 1)), std::invalid_argument);
+}
+
+TEST(Shape, ElementCountOverflowIsInvalidArgument) {
+  const std::size_t big = std::size_t{1} << 40;
+  EXPECT_THROW(Shape({big, big}).num_elements(), std::invalid_argument);
+  EXPECT_THROW(detail::checked_byte_size(Shape({big, std::size_t{1} << 21}), 8), std::invalid_argument);
+}
+
+TEST(Array, CopiesShareOneBufferWhichIsReleasedWithTheLastHandle) {
+  auto released = std::make_shared<bool>(false);
+  {
+    Array<int> a = MakeArray<int>({4}, Order::C, released);
+    Array<int> b = a;
+    b[2] = 7;
+    EXPECT_EQ(a[2], 7);
+    EXPECT_EQ(a.data(), b.data());
+    a = Array<int>();
+    EXPECT_FALSE(*released);
+  }
+  EXPECT_TRUE(*released);
+}
+
+TEST(Array, SubArraysKeepTheBufferAlive) {
+  auto released = std::make_shared<bool>(false);
+  Array<int> row;
+  {
+    Array<int> m = MakeArray<int>({3, 4}, Order::C, released);
+    m(1, 2) = 5;
+    row = m.slice(0, 1);
+  }
+  EXPECT_FALSE(*released);
+  EXPECT_EQ(row(2), 5);
+  row = Array<int>();
+  EXPECT_TRUE(*released);
+}
+
+TEST(Array, MultiIndexHonoursTheOrder) {
+  Array<int> c = MakeArray<int>({2, 3}, Order::C);
+  Array<int> f = MakeArray<int>({2, 3}, Order::F);
+  std::iota(c.begin(), c.end(), 0);
+  std::iota(f.begin(), f.end(), 0);
+  EXPECT_EQ(c(0, 1), 1);
+  EXPECT_EQ(c(1, 0), 3);
+  EXPECT_EQ(f(0, 1), 2);
+  EXPECT_EQ(f(1, 0), 1);
+  EXPECT_EQ(&c(1, 2), c.data() + 5);
+  EXPECT_EQ(&f(1, 2), f.data() + 5);
+}
+
+TEST(Array, ContiguityFlagsFollowTheLayout) {
+  Array<double> c = MakeArray<double>({2, 3}, Order::C);
+  Array<double> f = MakeArray<double>({2, 3}, Order::F);
+  EXPECT_TRUE(c.c_contiguous());
+  EXPECT_FALSE(c.f_contiguous());
+  EXPECT_TRUE(f.f_contiguous());
+  EXPECT_FALSE(f.c_contiguous());
+  Array<double> v = MakeArray<double>({5}, Order::C);
+  EXPECT_TRUE(v.c_contiguous() && v.f_contiguous());
+  EXPECT_TRUE(c.slice(0, 1).c_contiguous());
+  EXPECT_FALSE(c.slice(1, 1).c_contiguous());  // a column of a C array is strided
+  EXPECT_FALSE(c.slice(1, 1).f_contiguous());
+}
+
+TEST(Array, IndexingAndIterationFollowMemoryOrder) {
+  Array<int> f = MakeArray<int>({2, 3}, Order::F);
+  for (std::size_t i = 0; i < f.size(); ++i) f[i] = static_cast<int>(i);
+  EXPECT_EQ(f.data()[4], 4);
+  std::vector<int> seen(f.begin(), f.end());
+  EXPECT_EQ(seen, (std::vector<int>{0, 1, 2, 3, 4, 5}));
+  // A strided view iterates over its own elements only.
+  Array<int> c = MakeArray<int>({3, 2}, Order::C);
+  std::iota(c.begin(), c.end(), 0);
+  Array<int> column = c.slice(1, 1);
+  EXPECT_EQ(std::vector<int>(column.begin(), column.end()), (std::vector<int>{1, 3, 5}));
+  EXPECT_EQ(column[2], 5);
+}
+
+TEST(Array, ZeroDimensionalArraysHoldOneElement) {
+  Array<double> scalar = MakeArray<double>(Shape{}, Order::C);
+  EXPECT_EQ(scalar.ndim(), 0u);
+  EXPECT_EQ(scalar.size(), 1u);
+  scalar[0] = 2.5;
+  EXPECT_EQ(*scalar.begin(), 2.5);
+}
+
+}  // namespace
+}  // namespace pasha
