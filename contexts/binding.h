@@ -22,6 +22,11 @@ enum class Binding {
   spread,
 };
 
+// "none", "compact" or "spread".
+std::string to_string(Binding policy);
+// The policy named by to_string; throws std::invalid_argument for any other name.
+Binding parse_binding(std::string_view name);
+
 // The number of physical cores this process may run on (its allowed cpuset, which reflects taskset
 // and cgroups), at least 1. The default worker count of the thread and process contexts.
 int default_num_workers();
@@ -40,12 +45,19 @@ class BindingPlan {
 
   int num_workers() const noexcept;
   Binding policy() const noexcept;
+  // How many physical cores (PUs where the topology knows no cores) the plan may use; workers beyond
+  // this count wrap around.
+  int num_cores() const noexcept;
+  // The cpuset the plan was made for (what this process may run on), as hwloc prints lists.
+  std::string allowed_cpuset() const;
   // The worker's cpuset as hwloc prints lists, for example "0" or "2-3" (the whole allowed set for
-  // Binding::none).
+  // Binding::none). A worker gets all PUs of its core. Throws std::out_of_range for a bad worker id.
   std::string cpuset(int worker_id) const;
-  // One line per worker: "worker 0: cpuset 0 (core L#0, package L#0, NUMA L#0)".
+  // One line per worker: "worker 0: cpuset 0 (core L#0, package L#0, NUMA L#0)" (or "(not bound)"
+  // for Binding::none).
   std::string describe() const;
-  // Binds the calling thread (Binding::none: does nothing). Returns false if the OS refused.
+  // Binds the calling thread (Binding::none: does nothing). Returns false if the OS refused (always
+  // for a synthetic topology's plan, which is not this machine).
   bool bind_this_thread(int worker_id) const noexcept;
   // Binds the calling process (all its threads); for forked workers.
   bool bind_this_process(int worker_id) const noexcept;
