@@ -79,14 +79,14 @@ Bitmap allowed_cpuset_of_this_process(hwloc_topology_t topology) {
 }
 
 // What a worker is bound to: a physical core (a PU where the topology knows no cores).
-hwloc_obj_type_t unit_type(hwloc_topology_t topology) {
+hwloc_obj_type_t unit_type_of(hwloc_topology_t topology) {
   return hwloc_get_nbobjs_by_type(topology, HWLOC_OBJ_CORE) > 0 ? HWLOC_OBJ_CORE : HWLOC_OBJ_PU;
 }
 
 // The allowed units in topology order.
 std::vector<hwloc_obj_t> units_in_order(hwloc_topology_t topology, hwloc_const_cpuset_t allowed) {
   std::vector<hwloc_obj_t> units;
-  const hwloc_obj_type_t type = unit_type(topology);
+  const hwloc_obj_type_t type = unit_type_of(topology);
   for (hwloc_obj_t unit = hwloc_get_next_obj_by_type(topology, type, nullptr); unit != nullptr;
        unit = hwloc_get_next_obj_by_type(topology, type, unit)) {
     if (hwloc_bitmap_intersects(unit->cpuset, allowed)) units.push_back(unit);
@@ -158,6 +158,13 @@ struct BindingPlan::State {
 
   static std::unique_ptr<State> make(Topology topology, Bitmap allowed, int num_workers, Binding policy);
 
+  // hwloc reports success without doing anything for a topology that is not this machine's.
+  bool bind(int worker_id, int flags) const noexcept {
+    if (worker_id < 0 || static_cast<std::size_t>(worker_id) >= workers.size()) return false;
+    if (!hwloc_topology_is_thissystem(topology.get())) return false;
+    return hwloc_set_cpubind(topology.get(), workers[static_cast<std::size_t>(worker_id)].cpuset.get(), flags) == 0;
+  }
+
   const Worker& worker(int worker_id) const {
     if (worker_id < 0 || static_cast<std::size_t>(worker_id) >= workers.size()) {
       throw std::out_of_range("pasha::BindingPlan: worker id " + std::to_string(worker_id) + " is not in [0, " +
@@ -182,7 +189,7 @@ std::unique_ptr<BindingPlan::State> BindingPlan::State::make(Topology topology, 
   state->topology = std::move(topology);
   state->policy = policy;
   state->allowed = std::move(allowed);
-  state->unit_type = unit_type(raw);
+  state->unit_type = unit_type_of(raw);
 
   const std::vector<hwloc_obj_t> units =
       policy == Binding::spread
@@ -269,16 +276,12 @@ std::string BindingPlan::describe() const {
 
 bool BindingPlan::bind_this_thread(int worker_id) const noexcept {
   if (state_->policy == Binding::none) return true;
-  if (worker_id < 0 || static_cast<std::size_t>(worker_id) >= state_->workers.size()) return false;
-  return hwloc_set_cpubind(state_->topology.get(), state_->workers[static_cast<std::size_t>(worker_id)].cpuset.get(),
-                           HWLOC_CPUBIND_THREAD) == 0;
+  return state_->bind(worker_id, HWLOC_CPUBIND_THREAD);
 }
 
 bool BindingPlan::bind_this_process(int worker_id) const noexcept {
   if (state_->policy == Binding::none) return true;
-  if (worker_id < 0 || static_cast<std::size_t>(worker_id) >= state_->workers.size()) return false;
-  return hwloc_set_cpubind(state_->topology.get(), state_->workers[static_cast<std::size_t>(worker_id)].cpuset.get(),
-                           HWLOC_CPUBIND_PROCESS) == 0;
+  return state_->bind(worker_id, HWLOC_CPUBIND_PROCESS);
 }
 
 std::string to_string(Binding policy) { return policy_name(policy); }
