@@ -1,0 +1,338 @@
+// Fault injection: pasha survives what long runs throw at it. After every failure, map has thrown the
+// right WorkerError within a bounded time, no child process is left, no file descriptor has leaked, and
+// the next map on the same context works.
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "conformance/conformance.h"
+#include "conformance/process_probes.h"
+#include "contexts/process_context.h"
+#include "contexts/serial_context.h"
+#include "contexts/thread_context.h"
+#include "pasha/errors.h"
+#include "pasha/functor.h"
+
+namespace pasha::conformance {
+namespace {
+
+using ::testing::AnyOf;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+// Generous: a failed map must report within this time, however many workers were still busy.
+constexpr auto kReportWithin = std::chrono::seconds(20);
+
+// The WorkerError a map threw, with how long the map took; fails the test if there was none.
+struct Failure {
+  int worker_id = -1;
+  std::string what;
+  std::string nested_what;
+  Clock::duration took{};
+};
+
+template <class Kernel, class Source>
+Failure ExpectWorkerError(Context& context, Kernel&& kernel, Source&& source) {
+  Failure failure;
+  const auto start = Clock::now();
+  try {
+    context.map(std::forward<Kernel>(kernel), std::forward<Source>(source));
+    ADD_FAILURE() << "map did not throw";
+  } catch (const WorkerError& e) {
+    failure.worker_id = e.worker_id();
+    failure.what = e.what();
+    try {
+      std::rethrow_if_nested(e);
+    } catch (const std::exception& cause) {
+      failure.nested_what = cause.what();
+    } catch (...) {
+      failure.nested_what = "(not a std::exception)";
+    }
+  }
+  failure.took = Clock::now() - start;
+  EXPECT_LT(failure.took, kReportWithin) << "the failure was not reported promptly";
+  return failure;
+}
+
+// Checks the aftermath of a failure: nothing left behind, and the context still maps correctly.
+void ExpectCleanAndUsable(Context& context, const ResourceSnapshot& before) {
+  const ResourceSnapshot after = ResourceSnapshot::take();
+  EXPECT_EQ(after.fds, before.fds) << "file descriptors leaked";
+  EXPECT_EQ(after.children, 0u) << "child processes left behind";
+  auto out = context.alloc<int>(64, {.fill = 0});
+  context.map([&](int, std::size_t i, int v) { out[i] = v * 2; }, std::views::iota(0, 64));
+  for (std::size_t i = 0; i < 64; ++i) ASSERT_EQ(out[i], 2 * static_cast<int>(i)) << "the next map failed";
+}
+
+int OwnerOf(std::size_t index, std::size_t n, int workers) {
+  const auto shares = split_evenly(n, workers);
+  for (std::size_t w = 0; w < shares.size(); ++w) {
+    if (shares[w].begin <= index && index < shares[w].end) return static_cast<int>(w);
+  }
+  return -1;
+}
+
+std::vector<ContextFactory> AllContexts() {
+  return {
+      [] { return std::make_shared<SerialContext>(); },
+      [] { return std::make_shared<ThreadContext>(2); },
+      [] { return std::make_shared<ThreadContext>(3); },
+      [] { return std::make_shared<ProcessContext>(1); },
+      [] { return std::make_shared<ProcessContext>(2); },
+      [] { return std::make_shared<ProcessContext>(3); },
+  };
+}
+
+// --- Kernel exceptions, every context ---------------------------------------------------------
+
+class KernelFaults : public ::testing::TestWithParam<ContextFactory> {
+ protected:
+  void SetUp() override { context_ = GetParam()(); }
+  Context& context() { return *context_; }
+
+ private:
+  std::shared_ptr<Context> context_;
+};
+
+TEST_P(KernelFaults, AThrowAtTheFirstAChosenOrTheLastIndexIsReportedForItsWorker) {
+  constexpr std::size_t n = 200'000;
+  for (std::size_t bad : {std::size_t{0}, std::size_t{123'457}, n - 1}) {
+    SCOPED_TRACE("throw at index " + std::to_string(bad));
+    const ResourceSnapshot before = ResourceSnapshot::take();
+    const Failure failure = ExpectWorkerError(
+        context(),
+        [bad](int, std::size_t index, int) {
+          if (index == bad) throw std::out_of_range("broken element " + std::to_string(index));
+        },
+        std::views::iota(0, static_cast<int>(n)));
+    EXPECT_EQ(failure.worker_id, OwnerOf(bad, n, context().num_workers()));
+    EXPECT_THAT(failure.what, HasSubstr("broken element " + std::to_string(bad)));
+    EXPECT_THAT(failure.nested_what, HasSubstr("broken element " + std::to_string(bad)));
+    ExpectCleanAndUsable(context(), before);
+  }
+}
+
+TEST_P(KernelFaults, EveryWorkerThrowingAtOnceReportsWorkerZero) {
+  const ResourceSnapshot before = ResourceSnapshot::take();
+  const Failure failure = ExpectWorkerError(
+      context(), [](int w, std::size_t, int) { throw std::runtime_error("worker " + std::to_string(w) + " gave up"); },
+      std::views::iota(0, 10'000));
+  EXPECT_EQ(failure.worker_id, 0);
+  EXPECT_THAT(failure.what, HasSubstr("worker 0 gave up"));
+  ExpectCleanAndUsable(context(), before);
+}
+
+TEST_P(KernelFaults, AnExceptionNotDerivedFromStdExceptionIsReportedToo) {
+  const ResourceSnapshot before = ResourceSnapshot::take();
+  const Failure failure = ExpectWorkerError(
+      context(), [](int, std::size_t index, int) { if (index == 5) throw 42; }, std::views::iota(0, 10));
+  EXPECT_EQ(failure.worker_id, OwnerOf(5, 10, context().num_workers()));
+  EXPECT_THAT(failure.what, HasSubstr("unknown exception"));
+  ExpectCleanAndUsable(context(), before);
+}
+
+TEST_P(KernelFaults, TenThousandSmallMapsLeaveFdsChildrenAndMappingsFlat) {
+  // Warm up: pools, bindings, lazily loaded libraries.
+  auto out = context().alloc<int>(16, {.fill = 0});
+  for (int i = 0; i < 10; ++i) context().map([&](int, std::size_t k, int v) { out[k] = v; }, std::views::iota(0, 16));
+  const ResourceSnapshot before = ResourceSnapshot::take();
+  for (int round = 0; round < 10'000; ++round) {
+    context().map([&](int, std::size_t k, int v) { out[k] = v + round; }, std::views::iota(0, 16));
+    if (round % 1000 == 0) ASSERT_EQ(out[15], 15 + round);
+  }
+  const ResourceSnapshot after = ResourceSnapshot::take();
+  EXPECT_EQ(after.fds, before.fds);
+  EXPECT_EQ(after.children, 0u);
+  // Allocators may keep a little more; a leak of one mapping or page per map would be far above this.
+  EXPECT_LE(after.mapped, before.mapped + (std::size_t{4} << 20));
+}
+
+TEST_P(KernelFaults, TenThousandAllocationsReleaseTheirMemory) {
+  const ResourceSnapshot before = ResourceSnapshot::take();
+  for (int round = 0; round < 10'000; ++round) {
+    auto a = context().alloc<double>({64, 64}, {.fill = 1.0});
+    ASSERT_EQ(a[4095], 1.0);
+  }
+  const ResourceSnapshot after = ResourceSnapshot::take();
+  EXPECT_LE(after.mapped, before.mapped + (std::size_t{4} << 20));
+  EXPECT_EQ(after.fds, before.fds);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllContexts, KernelFaults, ::testing::ValuesIn(AllContexts()), ContextName{});
+
+// --- Worker processes that die, process context -----------------------------------------------
+
+class WorkerDeaths : public ::testing::TestWithParam<int> {
+ protected:
+  ProcessContext context_{GetParam()};
+};
+
+struct Death {
+  const char* name;
+  std::function<void()> act;
+  std::vector<std::string> expected;  // what() must contain one of these
+};
+
+std::vector<Death> Deaths() {
+  return {
+      {"segfault", [] { std::raise(SIGSEGV); }, {"SIGSEGV"}},
+      {"abort", [] { std::abort(); }, {"SIGABRT"}},
+      {"SIGKILL", [] { kill(getpid(), SIGKILL); }, {"SIGKILL"}},
+      {"exit(0)", [] { std::exit(0); }, {"exit", "status 0"}},
+      {"_exit(3)", [] { _exit(3); }, {"status 3"}},
+  };
+}
+
+TEST_P(WorkerDeaths, AWorkerThatDiesMidShareIsReportedNamingHowItDied) {
+  constexpr std::size_t n = 1000;
+  for (const Death& death : Deaths()) {
+    for (std::size_t bad : {std::size_t{0}, std::size_t{617}, n - 1}) {
+      SCOPED_TRACE(std::string(death.name) + " at index " + std::to_string(bad));
+      const ResourceSnapshot before = ResourceSnapshot::take();
+      const Failure failure = ExpectWorkerError(
+          context_,
+          [&](int, std::size_t index, int) {
+            if (index == bad) death.act();
+          },
+          std::views::iota(0, static_cast<int>(n)));
+      EXPECT_EQ(failure.worker_id, OwnerOf(bad, n, context_.num_workers()));
+      std::vector<::testing::Matcher<std::string>> any;
+      for (const auto& text : death.expected) any.push_back(HasSubstr(text));
+      EXPECT_THAT(failure.what, ::testing::AnyOfArray(any));
+      ExpectCleanAndUsable(context_, before);
+    }
+  }
+}
+
+TEST_P(WorkerDeaths, AWorkerBlockedForeverIsStoppedWhenASiblingFails) {
+  if (GetParam() == 1) return;  // needs a sibling
+  const ResourceSnapshot before = ResourceSnapshot::take();
+  const Failure failure = ExpectWorkerError(
+      context_,
+      [](int worker, std::size_t, int) {
+        if (worker == 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          throw std::runtime_error("worker 0 failed");
+        }
+        for (;;) pause();
+      },
+      std::views::iota(0, 100));
+  EXPECT_EQ(failure.worker_id, 0);
+  ExpectCleanAndUsable(context_, before);
+}
+
+TEST_P(WorkerDeaths, AWorkerThatClosesAllItsFileDescriptorsStillReportsItsResultsAndErrors) {
+  const ResourceSnapshot before = ResourceSnapshot::take();
+  auto out = context_.alloc<int>(100, {.fill = 0});
+  context_.map(
+      [&](int, std::size_t i, int v) {
+        if (i % 25 == 0) close_range(0, ~0U, 0);
+        out[i] = v + 1;
+      },
+      std::views::iota(0, 100));
+  for (std::size_t i = 0; i < 100; ++i) ASSERT_EQ(out[i], static_cast<int>(i) + 1);
+  const Failure failure = ExpectWorkerError(
+      context_,
+      [](int, std::size_t i, int) {
+        close_range(0, ~0U, 0);
+        if (i == 50) throw std::runtime_error("no descriptors left");
+      },
+      std::views::iota(0, 100));
+  EXPECT_EQ(failure.worker_id, OwnerOf(50, 100, context_.num_workers()));
+  EXPECT_THAT(failure.what, HasSubstr("no descriptors left"));
+  ExpectCleanAndUsable(context_, before);
+}
+
+INSTANTIATE_TEST_SUITE_P(Processes, WorkerDeaths, ::testing::Values(1, 2, 3),
+                         [](const auto& info) { return std::to_string(info.param) + "_workers"; });
+
+// --- The caller is interrupted during a process map -------------------------------------------
+
+// Runs a process map that never ends in a separate caller process, signals the caller once its workers
+// run, and checks that the caller and all its workers are gone within the bound. This test process is
+// made a child subreaper, so that orphaned workers would be reparented to it and counted.
+void ExpectSignalledCallerLeavesNoWorkers(int signal_number) {
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  auto* started = static_cast<std::atomic<int>*>(
+      mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(started, MAP_FAILED);
+  new (started) std::atomic<int>(0);
+
+  std::fflush(nullptr);
+  const pid_t caller = fork();
+  ASSERT_GE(caller, 0);
+  if (caller == 0) {
+    ProcessContext context(2);
+    context.map(
+        [started](int, std::size_t, int) {
+          started->fetch_add(1);
+          for (;;) pause();
+        },
+        std::views::iota(0, 2));
+    _exit(0);
+  }
+  const auto start = Clock::now();
+  while (started->load() < 2 && Clock::now() - start < kReportWithin) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(started->load(), 2) << "the workers never started";
+  ASSERT_EQ(kill(caller, signal_number), 0);
+
+  // Reap the caller, then every orphaned worker reparented to us, until none is left.
+  int status = 0;
+  ASSERT_EQ(waitpid(caller, &status, 0), caller);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal_number);
+  while (!child_pids().empty() && Clock::now() - start < kReportWithin) {
+    waitpid(-1, nullptr, WNOHANG);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(child_pids().empty()) << "workers outlived their caller";
+  while (waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+  munmap(started, sizeof(std::atomic<int>));
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+TEST(InterruptedCaller, SigintDuringAProcessMapLeavesNoWorkerBehind) { ExpectSignalledCallerLeavesNoWorkers(SIGINT); }
+
+TEST(InterruptedCaller, SigtermDuringAProcessMapLeavesNoWorkerBehind) {
+  ExpectSignalledCallerLeavesNoWorkers(SIGTERM);
+}
+
+// --- Security -----------------------------------------------------------------------------------
+
+TEST(SharedMemory, ProcessArraysAreAnonymousAndNothingAppearsInDevShm) {
+  const auto count_dev_shm = [] {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/dev/shm")) ++n;
+    return n;
+  };
+  const std::size_t before = count_dev_shm();
+  ProcessContext context(2);
+  auto a = context.alloc<double>(1 << 20, {.fill = 1.0});
+  context.map([&](int, std::size_t i, double) { a[i] = 2.0; }, std::views::iota(0, 1 << 20) | std::views::transform([](int v) { return static_cast<double>(v); }));
+  EXPECT_EQ(count_dev_shm(), before);
+  // The mapping has no name another process could open: /proc/self/maps shows it as /dev/zero or
+  // an anonymous shared memory segment, never a path under /dev/shm.
+  EXPECT_THAT(mappings_matching("/dev/shm/"), ::testing::IsEmpty());
+}
+
+}  // namespace
+}  // namespace pasha::conformance

@@ -1,0 +1,54 @@
+#include "conformance/process_probes.h"
+
+#include <dirent.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace pasha::conformance {
+
+std::size_t open_fd_count() {
+  std::size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++count;
+  return count - 1;  // the directory iterator's own descriptor
+}
+
+std::vector<pid_t> child_pids() {
+  std::vector<pid_t> pids;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream children(task.path() / "children");
+    pid_t pid = 0;
+    while (children >> pid) pids.push_back(pid);
+  }
+  return pids;
+}
+
+std::size_t mapped_bytes() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  std::size_t total = 0;
+  while (std::getline(maps, line)) {
+    const auto dash = line.find('-');
+    const auto space = line.find(' ');
+    const unsigned long long begin = std::strtoull(line.substr(0, dash).c_str(), nullptr, 16);
+    const unsigned long long end = std::strtoull(line.substr(dash + 1, space - dash - 1).c_str(), nullptr, 16);
+    total += static_cast<std::size_t>(end - begin);
+  }
+  return total;
+}
+
+std::vector<std::string> mappings_matching(const std::string& needle) {
+  std::ifstream maps("/proc/self/maps");
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find(needle) != std::string::npos) lines.push_back(line);
+  }
+  return lines;
+}
+
+ResourceSnapshot ResourceSnapshot::take() { return {open_fd_count(), child_pids().size(), mapped_bytes()}; }
+
+}  // namespace pasha::conformance

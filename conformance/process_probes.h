@@ -1,0 +1,36 @@
+// What a test can observe of this process's resources, to prove that nothing leaks: open file
+// descriptors, child processes, mapped memory. Linux /proc based; for tests only.
+#ifndef PASHA_CONFORMANCE_PROCESS_PROBES_H_
+#define PASHA_CONFORMANCE_PROCESS_PROBES_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace pasha::conformance {
+
+// The number of open file descriptors of this process.
+std::size_t open_fd_count();
+
+// The pids of this process's children (of all its threads), zombies included.
+std::vector<pid_t> child_pids();
+
+// The total size of this process's mappings, in bytes.
+std::size_t mapped_bytes();
+
+// The lines of /proc/self/maps that mention `needle`.
+std::vector<std::string> mappings_matching(const std::string& needle);
+
+// A snapshot of the three, for before/after comparisons.
+struct ResourceSnapshot {
+  std::size_t fds = 0;
+  std::size_t children = 0;
+  std::size_t mapped = 0;
+  static ResourceSnapshot take();
+};
+
+}  // namespace pasha::conformance
+
+#endif  // PASHA_CONFORMANCE_PROCESS_PROBES_H_
