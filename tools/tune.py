@@ -31,7 +31,7 @@ def run_map_bench(json_path, benchmark_filter):
     """Runs map_bench through tools/bazel, showing progress, and leaves its JSON at json_path."""
     bazel = os.path.join(REPO, "tools", "bazel")
     subprocess.run([bazel, "build", "//benchmarks:map_bench"], cwd=REPO, check=True)
-    binary = os.path.join(REPO, "bazel-bin", "benchmarks", "map_bench")
+    binary = os.path.join(REPO, ".bazel", "bin", "benchmarks", "map_bench")
     args = [binary, "--benchmark_out=" + json_path, "--benchmark_out_format=json"]
     if benchmark_filter:
         args.append("--benchmark_filter=" + benchmark_filter)
