@@ -10,10 +10,20 @@
 
 namespace pasha {
 
-// Workers are threads of this process, created on first use and reused by every map; idle workers
-// sleep. Worker w is bound to its core before its first kernel call (policy chosen at construction).
-// Arrays live on the heap; large ones are first touched by the workers that will process them, so
-// their pages land on the workers' NUMA nodes.
+// Workers are threads of this process, created on the first map and reused by every later map; idle
+// workers spin for a few microseconds, then sleep, so an idle context costs no CPU time. A map costs a
+// wake-up and a join, not thread creation. Destroying the context joins the threads.
+//
+// Worker 0 is the thread that calls map: it runs worker 0's share itself (saving a wake-up) and pasha
+// never re-binds it, so it runs wherever the caller's thread may run. Workers 1 .. n-1 are pool
+// threads, each bound to its cpuset in binding_plan() (policy chosen at construction) before its
+// first kernel call; if the OS refuses a binding, that worker fails the map with a WorkerError.
+// binding(0) is the cpuset the plan reserves for worker 0 (no pool thread is bound there unless the
+// workers outnumber the cores).
+//
+// Arrays live on the heap; arrays of 4 MiB or more are first touched by the workers, each touching
+// the part a static map would give it, so that pages land on the workers' NUMA nodes (not for
+// Binding::none, nor when alloc is called from inside a kernel).
 //
 // map may be called from several threads at once (the maps run one after the other); a map called
 // from inside a kernel runs inline in that worker.
@@ -26,7 +36,8 @@ class ThreadContext final : public Context {
   ~ThreadContext() override;
 
   std::string name() const override { return "threads"; }
-  // The cpuset worker `worker_id` is bound to, as hwloc prints lists ("0", "2-3").
+  // The cpuset worker `worker_id` is bound to, as hwloc prints lists ("0", "2-3"); see above for
+  // worker 0. Throws std::out_of_range for a bad worker id.
   std::string binding(int worker_id) const;
   const BindingPlan& binding_plan() const noexcept;
 

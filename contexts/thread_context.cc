@@ -1,0 +1,298 @@
+#include "contexts/thread_context.h"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include "pasha/detail/heap_memory.h"
+#include "pasha/detail/job.h"
+#include "pasha/detail/worker_errors.h"
+
+namespace pasha {
+namespace {
+
+// Arrays of at least this many bytes are first touched by the workers that will process them.
+constexpr std::size_t kFirstTouchBytes = std::size_t{4} << 20;
+constexpr std::size_t kPageBytes = 4096;
+
+// How long an idle pool thread watches for the next map before it sleeps, and how long the caller
+// watches for the pool to finish before it sleeps. Short enough that an idle pool costs nothing
+// measurable, long enough that back-to-back maps wake their workers without a system call.
+constexpr auto kWorkerSpin = std::chrono::microseconds(100);
+constexpr auto kCallerSpin = std::chrono::microseconds(200);
+
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
+              std::atomic<std::uint32_t>::is_always_lock_free);
+
+// Sleeps while `word` holds `expected` (or until a spurious wake-up).
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+
+void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+
+void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// Spins until `done()` or until `budget` has passed; returns done().
+template <class Done>
+bool spin_until(Done&& done, std::chrono::microseconds budget) {
+  if (budget.count() == 0) return done();
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return done();
+  }
+}
+
+int allowed_cpu_count() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return CPU_COUNT(&set);
+}
+
+// Faults in the pages of a fresh array, worker w taking the w-th of num_workers even byte shares:
+// the shares a static map over the array's elements gives each worker.
+class FirstTouchJob final : public detail::Job {
+ public:
+  FirstTouchJob(void* memory, std::size_t bytes, int num_workers)
+      : memory_(static_cast<unsigned char*>(memory)), bytes_(bytes), num_workers_(num_workers) {
+    num_active_workers_ = num_workers;
+  }
+
+  void run(int worker_id, detail::WorkerControl&) override {
+    const auto w = static_cast<std::size_t>(worker_id);
+    const auto n = static_cast<std::size_t>(num_workers_);
+    const std::size_t begin = bytes_ / n * w + std::min(w, bytes_ % n);
+    const std::size_t end = begin + bytes_ / n + (w < bytes_ % n ? 1 : 0);
+    for (std::size_t offset = begin; offset < end; offset = (offset / kPageBytes + 1) * kPageBytes) {
+      memory_[offset] = 0;
+    }
+  }
+
+ private:
+  unsigned char* memory_;
+  std::size_t bytes_;
+  int num_workers_;
+};
+
+// Stands in for the map's job in a pool thread that could not be bound: fails that worker.
+class BindingFailureJob final : public detail::Job {
+ public:
+  BindingFailureJob(int worker_id, std::string cpuset) : worker_id_(worker_id), cpuset_(std::move(cpuset)) {
+    num_active_workers_ = worker_id + 1;
+  }
+  void run(int, detail::WorkerControl&) override {
+    throw std::runtime_error("pasha::ThreadContext: the OS refused to bind worker " + std::to_string(worker_id_) +
+                             " to cpuset " + cpuset_ + " (use pasha::Binding::none to run unbound)");
+  }
+
+ private:
+  int worker_id_;
+  std::string cpuset_;
+};
+
+}  // namespace
+
+// Worker 0 is the thread that calls map; workers 1 .. n-1 are pool threads, started on the first
+// launch and parked between launches. One launch at a time (launch_mutex_).
+//
+// Hand-off: the caller publishes the launch (job_, errors_, control_, remaining_) and then bumps
+// epoch_ (release); a pool thread that sees the new epoch (acquire) runs its share and decrements
+// remaining_ (release); the caller returns once remaining_ is 0 (acquire). Idle pool threads spin on
+// epoch_ for kWorkerSpin, then sleep on it (futex); the caller wakes sleepers only when there are
+// some. Every pool thread takes part in every launch, active or not, so that none still reads the
+// launch's fields when the next launch writes them.
+class ThreadContext::Pool {
+ public:
+  Pool(ThreadContext& context, BindingPlan plan)
+      : context_(context),
+        plan_(std::move(plan)),
+        spin_(plan_.num_workers() <= allowed_cpu_count()) {}
+
+  ~Pool() {
+    std::lock_guard lock(launch_mutex_);
+    stop_threads();
+  }
+
+  const BindingPlan& plan() const noexcept { return plan_; }
+
+  // Runs job's workers: through `errors` (hooks, failure records) for a map, straight job.run for
+  // internal jobs (errors == nullptr), which must not throw.
+  void run(detail::Job& job, detail::WorkerErrors* errors, detail::WorkerControl& control) {
+    std::lock_guard lock(launch_mutex_);
+    if (job.num_active_workers() <= 1) {
+      run_share(job, errors, control, 0);
+      return;
+    }
+    if (threads_.empty()) start_threads();
+    job_ = &job;
+    errors_ = errors;
+    control_ = &control;
+    remaining_.store(static_cast<std::uint32_t>(threads_.size()), std::memory_order_relaxed);
+    wake_pool();
+    run_share(job, errors, control, 0);
+    wait_for_pool();
+  }
+
+ private:
+  void run_share(detail::Job& job, detail::WorkerErrors* errors, detail::WorkerControl& control, int worker_id) {
+    if (worker_id >= job.num_active_workers()) return;
+    if (errors != nullptr) {
+      errors->run(context_, job, worker_id, control);
+    } else {
+      job.run(worker_id, control);
+    }
+  }
+
+  void wake_pool() {
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake_all(epoch_);
+  }
+
+  void wait_for_pool() {
+    if (spin_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, kCallerSpin)) return;
+    caller_sleeping_.store(true, std::memory_order_seq_cst);
+    for (;;) {
+      const std::uint32_t remaining = remaining_.load(std::memory_order_seq_cst);
+      if (remaining == 0) break;
+      futex_wait(remaining_, remaining);
+    }
+    caller_sleeping_.store(false, std::memory_order_relaxed);
+  }
+
+  // Under launch_mutex_. On failure, the threads already started are stopped again.
+  void start_threads() {
+    const std::uint32_t epoch = epoch_.load(std::memory_order_relaxed);
+    threads_.reserve(static_cast<std::size_t>(plan_.num_workers() - 1));
+    try {
+      for (int w = 1; w < plan_.num_workers(); ++w) {
+        threads_.emplace_back([this, w, epoch] { worker_loop(w, epoch); });
+      }
+    } catch (...) {
+      stop_threads();
+      throw;
+    }
+  }
+
+  // Under launch_mutex_.
+  void stop_threads() {
+    if (threads_.empty()) return;
+    stopping_ = true;
+    wake_pool();
+    for (auto& thread : threads_) thread.join();
+    threads_.clear();
+    stopping_ = false;
+  }
+
+  void worker_loop(int worker_id, std::uint32_t seen) {
+    const std::string name = "pasha-w" + std::to_string(worker_id);
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+    bool bound = false;
+    for (;;) {
+      seen = wait_for_launch(seen);
+      if (stopping_) return;
+      if (!bound) bound = plan_.bind_this_thread(worker_id);
+      if (bound || errors_ == nullptr) {
+        run_share(*job_, errors_, *control_, worker_id);
+      } else if (worker_id < job_->num_active_workers()) {
+        BindingFailureJob failure(worker_id, plan_.cpuset(worker_id));
+        errors_->run(context_, failure, worker_id, *control_);
+      }
+      if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst)) {
+        futex_wake_all(remaining_);
+      }
+    }
+  }
+
+  // Returns the new epoch once the caller has published a launch.
+  std::uint32_t wait_for_launch(std::uint32_t seen) {
+    const auto launched = [&] { return epoch_.load(std::memory_order_acquire) != seen; };
+    if (!spin_until(launched, spin_ ? kWorkerSpin : std::chrono::microseconds(0))) {
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      while (epoch_.load(std::memory_order_seq_cst) == seen) futex_wait(epoch_, seen);
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    return epoch_.load(std::memory_order_acquire);
+  }
+
+  ThreadContext& context_;
+  const BindingPlan plan_;
+  // Spinning only pays when every worker has a CPU of its own.
+  const bool spin_;
+
+  std::mutex launch_mutex_;
+  std::vector<std::thread> threads_;
+
+  // The launch, written by the caller before it bumps epoch_.
+  detail::Job* job_ = nullptr;
+  detail::WorkerErrors* errors_ = nullptr;
+  detail::WorkerControl* control_ = nullptr;
+  bool stopping_ = false;
+
+  alignas(64) std::atomic<std::uint32_t> epoch_{0};
+  std::atomic<int> sleepers_{0};
+  alignas(64) std::atomic<std::uint32_t> remaining_{0};
+  std::atomic<bool> caller_sleeping_{false};
+};
+
+ThreadContext::ThreadContext() : ThreadContext(default_num_workers()) {}
+
+ThreadContext::ThreadContext(int num_workers, Binding binding)
+    : Context(num_workers), pool_(std::make_unique<Pool>(*this, BindingPlan::for_this_process(num_workers, binding))) {}
+
+ThreadContext::~ThreadContext() = default;
+
+std::string ThreadContext::binding(int worker_id) const { return pool_->plan().cpuset(worker_id); }
+
+const BindingPlan& ThreadContext::binding_plan() const noexcept { return pool_->plan(); }
+
+std::shared_ptr<void> ThreadContext::allocate(std::size_t bytes) {
+  std::shared_ptr<void> memory = detail::allocate_heap(bytes, kAlignment);
+  if (bytes >= kFirstTouchBytes && num_workers() > 1 && pool_->plan().policy() != Binding::none &&
+      !detail::in_worker()) {
+    FirstTouchJob touch(memory.get(), bytes, num_workers());
+    detail::WorkerControl control;
+    pool_->run(touch, nullptr, control);
+  }
+  return memory;
+}
+
+void ThreadContext::launch(detail::Job& job) {
+  detail::WorkerControl control;
+  detail::WorkerErrors errors(job.num_active_workers());
+  pool_->run(job, &errors, control);
+  errors.rethrow_first();
+}
+
+}  // namespace pasha
