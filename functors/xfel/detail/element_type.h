@@ -1,0 +1,33 @@
+// The element types the XFEL reader can read into, as a runtime tag. Internal to pasha.
+#ifndef PASHA_FUNCTORS_XFEL_DETAIL_ELEMENT_TYPE_H_
+#define PASHA_FUNCTORS_XFEL_DETAIL_ELEMENT_TYPE_H_
+
+#include <cstdint>
+#include <type_traits>
+
+namespace pasha::xfel::detail {
+
+enum class ElementType { i8, u8, i16, u16, i32, u32, i64, u64, f32, f64 };
+
+template <class T>
+inline constexpr bool kIsReadable = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
+
+template <class T>
+constexpr ElementType element_type_of() {
+  static_assert(kIsReadable<T>, "pasha::xfel: data can be read as integer or floating-point types only");
+  if constexpr (std::is_floating_point_v<T>) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "pasha::xfel: float or double only");
+    return sizeof(T) == 4 ? ElementType::f32 : ElementType::f64;
+  } else if constexpr (std::is_signed_v<T>) {
+    return sizeof(T) == 1 ? ElementType::i8 : sizeof(T) == 2 ? ElementType::i16 : sizeof(T) == 4 ? ElementType::i32 : ElementType::i64;
+  } else {
+    return sizeof(T) == 1 ? ElementType::u8 : sizeof(T) == 2 ? ElementType::u16 : sizeof(T) == 4 ? ElementType::u32 : ElementType::u64;
+  }
+}
+
+// "uint16", "float32", ...
+const char* element_type_name(ElementType type);
+
+}  // namespace pasha::xfel::detail
+
+#endif  // PASHA_FUNCTORS_XFEL_DETAIL_ELEMENT_TYPE_H_

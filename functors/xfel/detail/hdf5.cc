@@ -1,0 +1,269 @@
+#include "functors/xfel/detail/hdf5.h"
+
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+
+#include "functors/xfel/format_error.h"
+
+namespace pasha::xfel::detail {
+namespace {
+
+std::recursive_mutex& hdf5_mutex() {
+  static std::recursive_mutex mutex;
+  return mutex;
+}
+
+[[noreturn]] void fail(const std::string& file_name, const std::string& hdf5_path, const std::string& what) {
+  throw FormatError(file_name + (hdf5_path.empty() ? "" : ": " + hdf5_path) + ": " + what);
+}
+
+}  // namespace
+
+const char* element_type_name(ElementType type) {
+  switch (type) {
+    case ElementType::i8: return "int8";
+    case ElementType::u8: return "uint8";
+    case ElementType::i16: return "int16";
+    case ElementType::u16: return "uint16";
+    case ElementType::i32: return "int32";
+    case ElementType::u32: return "uint32";
+    case ElementType::i64: return "int64";
+    case ElementType::u64: return "uint64";
+    case ElementType::f32: return "float32";
+    case ElementType::f64: return "float64";
+  }
+  return "unknown";
+}
+
+bool hdf5_is_threadsafe() {
+  static const bool threadsafe = [] {
+    hbool_t flag = false;
+    return H5is_library_threadsafe(&flag) >= 0 && flag;
+  }();
+  return threadsafe;
+}
+
+Hdf5Guard::Hdf5Guard() : locked_(!hdf5_is_threadsafe()) {
+  if (locked_) hdf5_mutex().lock();
+  thread_local bool silenced = false;
+  if (!silenced) {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    silenced = true;
+  }
+}
+
+Hdf5Guard::~Hdf5Guard() {
+  if (locked_) hdf5_mutex().unlock();
+}
+
+void Handle::reset() noexcept {
+  if (id_ >= 0 && closer_ != nullptr) closer_(id_);
+  id_ = H5I_INVALID_HID;
+}
+
+Handle open_file_readonly(const std::string& path) {
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  if (!fapl.valid()) fail(path, "", "cannot create a file access property list");
+  H5Pset_file_locking(fapl.get(), false, true);
+  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+  if (is_hdf5 <= 0) fail(path, "", "not an HDF5 file, or it cannot be read");
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose);
+  if (!file.valid()) fail(path, "", "cannot open as an HDF5 file");
+  return file;
+}
+
+bool path_exists(hid_t file, const std::string& hdf5_path) {
+  // Check each component, as H5Lexists requires.
+  std::size_t pos = 0;
+  while (pos <= hdf5_path.size()) {
+    std::size_t next = hdf5_path.find('/', pos);
+    if (next == std::string::npos) next = hdf5_path.size();
+    const std::string prefix = hdf5_path.substr(0, next);
+    if (H5Lexists(file, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    pos = next + 1;
+  }
+  return H5Oexists_by_name(file, hdf5_path.c_str(), H5P_DEFAULT) > 0;
+}
+
+Handle open_group(hid_t file, const std::string& file_name, const std::string& hdf5_path) {
+  if (!path_exists(file, hdf5_path)) fail(file_name, hdf5_path, "no such group");
+  Handle group(H5Gopen2(file, hdf5_path.c_str(), H5P_DEFAULT), H5Gclose);
+  if (!group.valid()) fail(file_name, hdf5_path, "cannot open as a group");
+  return group;
+}
+
+Handle open_dataset(hid_t file, const std::string& file_name, const std::string& hdf5_path) {
+  if (!path_exists(file, hdf5_path)) fail(file_name, hdf5_path, "no such dataset");
+  Handle dataset(H5Dopen2(file, hdf5_path.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!dataset.valid()) fail(file_name, hdf5_path, "cannot open as a dataset");
+  return dataset;
+}
+
+std::vector<std::uint64_t> dataset_dims(hid_t dataset, const std::string& file_name, const std::string& hdf5_path) {
+  Handle space(H5Dget_space(dataset), H5Sclose);
+  if (!space.valid()) fail(file_name, hdf5_path, "cannot read the dataspace");
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0 || rank > 32) fail(file_name, hdf5_path, "bad dataspace rank");
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  if (rank > 0 && H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr) < 0) {
+    fail(file_name, hdf5_path, "cannot read the dataspace extents");
+  }
+  return {dims.begin(), dims.end()};
+}
+
+namespace {
+
+template <class T>
+std::vector<T> read_integers(hid_t file, const std::string& file_name, const std::string& hdf5_path, hid_t mem_type) {
+  Handle dataset = open_dataset(file, file_name, hdf5_path);
+  const auto dims = dataset_dims(dataset.get(), file_name, hdf5_path);
+  if (dims.size() > 1) fail(file_name, hdf5_path, "expected a 1-d dataset, found " + std::to_string(dims.size()) + "-d");
+  Handle type(H5Dget_type(dataset.get()), H5Tclose);
+  if (!type.valid() || H5Tget_class(type.get()) != H5T_INTEGER) {
+    fail(file_name, hdf5_path, "expected integers, found " + describe_type(type.get()));
+  }
+  const std::size_t n = dims.empty() ? 1 : dims[0];
+  std::vector<T> values(n);
+  if (n > 0 && H5Dread(dataset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0) {
+    fail(file_name, hdf5_path, "cannot read the dataset");
+  }
+  return values;
+}
+
+}  // namespace
+
+std::vector<std::uint64_t> read_u64(hid_t file, const std::string& file_name, const std::string& hdf5_path) {
+  return read_integers<std::uint64_t>(file, file_name, hdf5_path, H5T_NATIVE_UINT64);
+}
+
+std::vector<std::int64_t> read_i64(hid_t file, const std::string& file_name, const std::string& hdf5_path) {
+  return read_integers<std::int64_t>(file, file_name, hdf5_path, H5T_NATIVE_INT64);
+}
+
+std::vector<std::string> read_strings(hid_t file, const std::string& file_name, const std::string& hdf5_path) {
+  Handle dataset = open_dataset(file, file_name, hdf5_path);
+  const auto dims = dataset_dims(dataset.get(), file_name, hdf5_path);
+  if (dims.size() > 1) fail(file_name, hdf5_path, "expected a 1-d dataset of strings");
+  const std::size_t n = dims.empty() ? 1 : dims[0];
+  Handle file_type(H5Dget_type(dataset.get()), H5Tclose);
+  if (!file_type.valid() || H5Tget_class(file_type.get()) != H5T_STRING) {
+    fail(file_name, hdf5_path, "expected strings, found " + describe_type(file_type.get()));
+  }
+  std::vector<std::string> strings(n);
+  if (n == 0) return strings;
+  const htri_t is_variable = H5Tis_variable_str(file_type.get());
+  if (is_variable < 0) fail(file_name, hdf5_path, "cannot inspect the string type");
+  if (is_variable > 0) {
+    Handle mem_type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mem_type.get(), H5T_VARIABLE);
+    std::vector<char*> pointers(n, nullptr);
+    if (H5Dread(dataset.get(), mem_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) < 0) {
+      fail(file_name, hdf5_path, "cannot read the strings");
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (pointers[i] != nullptr) strings[i] = pointers[i];
+    }
+    Handle space(H5Dget_space(dataset.get()), H5Sclose);
+    H5Dvlen_reclaim(mem_type.get(), space.get(), H5P_DEFAULT, pointers.data());
+  } else {
+    const std::size_t size = H5Tget_size(file_type.get());
+    if (size == 0 || size > (1u << 20)) fail(file_name, hdf5_path, "bad fixed string length");
+    Handle mem_type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mem_type.get(), size);
+    std::vector<char> buffer(n * size);
+    if (H5Dread(dataset.get(), mem_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()) < 0) {
+      fail(file_name, hdf5_path, "cannot read the strings");
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      const char* s = buffer.data() + i * size;
+      std::size_t len = 0;
+      while (len < size && s[len] != '\0') ++len;
+      strings[i].assign(s, len);
+    }
+  }
+  return strings;
+}
+
+hid_t native_type(ElementType type) {
+  switch (type) {
+    case ElementType::i8: return H5T_NATIVE_INT8;
+    case ElementType::u8: return H5T_NATIVE_UINT8;
+    case ElementType::i16: return H5T_NATIVE_INT16;
+    case ElementType::u16: return H5T_NATIVE_UINT16;
+    case ElementType::i32: return H5T_NATIVE_INT32;
+    case ElementType::u32: return H5T_NATIVE_UINT32;
+    case ElementType::i64: return H5T_NATIVE_INT64;
+    case ElementType::u64: return H5T_NATIVE_UINT64;
+    case ElementType::f32: return H5T_NATIVE_FLOAT;
+    case ElementType::f64: return H5T_NATIVE_DOUBLE;
+  }
+  return H5I_INVALID_HID;
+}
+
+std::string describe_type(hid_t type) {
+  if (type < 0) return "an unreadable type";
+  const std::string bits = std::to_string(8 * H5Tget_size(type)) + "-bit ";
+  switch (H5Tget_class(type)) {
+    case H5T_INTEGER: return bits + (H5Tget_sign(type) == H5T_SGN_NONE ? "unsigned integer" : "signed integer");
+    case H5T_FLOAT: return bits + "float";
+    case H5T_STRING: return H5Tis_variable_str(type) > 0 ? "variable-length string" : "fixed-length string";
+    case H5T_COMPOUND: return "compound";
+    case H5T_ENUM: return "enum";
+    case H5T_ARRAY: return "array";
+    case H5T_VLEN: return "variable-length sequence";
+    case H5T_OPAQUE: return "opaque";
+    case H5T_BITFIELD: return "bitfield";
+    case H5T_REFERENCE: return "reference";
+    default: return "an unknown type";
+  }
+}
+
+void check_convertible(hid_t dataset, ElementType type, const std::string& file_name, const std::string& hdf5_path) {
+  Handle file_type(H5Dget_type(dataset), H5Tclose);
+  if (!file_type.valid()) fail(file_name, hdf5_path, "cannot read the stored type");
+  const H5T_class_t cls = H5Tget_class(file_type.get());
+  H5T_cdata_t* cdata = nullptr;
+  const bool numeric = cls == H5T_INTEGER || cls == H5T_FLOAT;
+  if (!numeric || H5Tfind(file_type.get(), native_type(type), &cdata) == nullptr) {
+    fail(file_name, hdf5_path,
+         "the stored type (" + describe_type(file_type.get()) + ") cannot be read as " + element_type_name(type));
+  }
+}
+
+void read_rows(hid_t dataset, const std::string& file_name, const std::string& hdf5_path, std::uint64_t first,
+               std::uint64_t count, const std::vector<std::size_t>& entry_shape, ElementType type, void* out) {
+  const auto dims = dataset_dims(dataset, file_name, hdf5_path);
+  if (dims.size() != entry_shape.size() + 1) {
+    fail(file_name, hdf5_path,
+         "has " + std::to_string(dims.size()) + " dimensions, expected " + std::to_string(entry_shape.size() + 1));
+  }
+  for (std::size_t axis = 0; axis < entry_shape.size(); ++axis) {
+    if (dims[axis + 1] != entry_shape[axis]) {
+      fail(file_name, hdf5_path, "entry shape differs from the other files of this key");
+    }
+  }
+  if (first > dims[0] || count > dims[0] - first) {
+    fail(file_name, hdf5_path,
+         "the index points at rows [" + std::to_string(first) + ", " + std::to_string(first) + " + " +
+             std::to_string(count) + ") but the dataset has " + std::to_string(dims[0]) + " rows");
+  }
+  if (count == 0) return;
+  check_convertible(dataset, type, file_name, hdf5_path);
+  std::vector<hsize_t> start(dims.size(), 0), extent(dims.begin(), dims.end());
+  start[0] = first;
+  extent[0] = count;
+  Handle file_space(H5Dget_space(dataset), H5Sclose);
+  Handle mem_space(H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr), H5Sclose);
+  if (!file_space.valid() || !mem_space.valid() ||
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, extent.data(), nullptr) < 0) {
+    fail(file_name, hdf5_path, "cannot select rows");
+  }
+  if (H5Dread(dataset, native_type(type), mem_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
+    fail(file_name, hdf5_path,
+         "cannot read rows [" + std::to_string(first) + ", " + std::to_string(first + count) + ") as " +
+             element_type_name(type) + " (the file may be damaged)");
+  }
+}
+
+}  // namespace pasha::xfel::detail

@@ -1,0 +1,99 @@
+// Thin RAII and error handling around the HDF5 C library, for the XFEL reader and its tools.
+// Internal to pasha: include only from functors/xfel and tools/xfel.
+//
+// Every function here turns HDF5 failures into pasha::xfel::FormatError naming the file and HDF5
+// path; HDF5's own error printing is silenced on every thread that goes through Hdf5Guard.
+#ifndef PASHA_FUNCTORS_XFEL_DETAIL_HDF5_H_
+#define PASHA_FUNCTORS_XFEL_DETAIL_HDF5_H_
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "functors/xfel/detail/element_type.h"
+
+namespace pasha::xfel::detail {
+
+// Held around every group of HDF5 calls. Silences HDF5's automatic error printing for this thread
+// (error stacks are per thread in thread-safe builds) and, when the library is not thread-safe,
+// serialises HDF5 calls across threads with one process-wide recursive mutex.
+class Hdf5Guard {
+ public:
+  Hdf5Guard();
+  ~Hdf5Guard();
+  Hdf5Guard(const Hdf5Guard&) = delete;
+  Hdf5Guard& operator=(const Hdf5Guard&) = delete;
+
+ private:
+  bool locked_;
+};
+
+// True when the HDF5 library serialises its own API calls (H5is_library_threadsafe).
+bool hdf5_is_threadsafe();
+
+// An owned hid_t, closed with the matching H5*close when it goes. Movable, not copyable.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
+  Handle(Handle&& other) noexcept : id_(std::exchange(other.id_, H5I_INVALID_HID)), closer_(other.closer_) {}
+  Handle& operator=(Handle&& other) noexcept {
+    if (this != &other) {
+      reset();
+      id_ = std::exchange(other.id_, H5I_INVALID_HID);
+      closer_ = other.closer_;
+    }
+    return *this;
+  }
+  ~Handle() { reset(); }
+  hid_t get() const noexcept { return id_; }
+  bool valid() const noexcept { return id_ >= 0; }
+  void reset() noexcept;
+  // Gives up the id without closing it (for handles inherited across a fork).
+  void abandon() noexcept { id_ = H5I_INVALID_HID; }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  Closer closer_ = nullptr;
+};
+
+// Opens `path` read-only (file locking off, so that handles behave across fork). Throws FormatError
+// when the file is missing or not HDF5.
+Handle open_file_readonly(const std::string& path);
+
+bool path_exists(hid_t file, const std::string& hdf5_path);
+// Opens a group or dataset; throws FormatError naming `file_name` and the path.
+Handle open_group(hid_t file, const std::string& file_name, const std::string& hdf5_path);
+Handle open_dataset(hid_t file, const std::string& file_name, const std::string& hdf5_path);
+
+// The extents of a dataset's dataspace (empty for a scalar).
+std::vector<std::uint64_t> dataset_dims(hid_t dataset, const std::string& file_name, const std::string& hdf5_path);
+
+// A whole 1-d (or scalar) dataset of integers, converted by HDF5 to u64 / i64.
+std::vector<std::uint64_t> read_u64(hid_t file, const std::string& file_name, const std::string& hdf5_path);
+std::vector<std::int64_t> read_i64(hid_t file, const std::string& file_name, const std::string& hdf5_path);
+// A whole 1-d (or scalar) dataset of strings, variable- or fixed-length.
+std::vector<std::string> read_strings(hid_t file, const std::string& file_name, const std::string& hdf5_path);
+
+// The native HDF5 memory type of an element type.
+hid_t native_type(ElementType type);
+
+// A short description of an HDF5 datatype ("16-bit unsigned integer", "variable-length string").
+std::string describe_type(hid_t type);
+
+// Throws FormatError unless HDF5 can convert the dataset's stored type to `type`.
+void check_convertible(hid_t dataset, ElementType type, const std::string& file_name, const std::string& hdf5_path);
+
+// Reads rows [first, first + count) of `dataset` (shape (n,) + entry_shape) as `type` into `out`,
+// which holds count * prod(entry_shape) elements. Checks the rank, the entry shape and that the rows
+// exist before reading; throws FormatError naming the file and path otherwise.
+void read_rows(hid_t dataset, const std::string& file_name, const std::string& hdf5_path, std::uint64_t first,
+               std::uint64_t count, const std::vector<std::size_t>& entry_shape, ElementType type, void* out);
+
+}  // namespace pasha::xfel::detail
+
+#endif  // PASHA_FUNCTORS_XFEL_DETAIL_HDF5_H_
