@@ -62,16 +62,14 @@ Topology this_machine() {
   return topology;
 }
 
-// The PUs this process may run on: its binding (taskset, inherited affinity) within the topology's
-// allowed set (cgroups). Falls back to the calling thread's binding, then to the allowed set, when the
-// OS does not say.
+// The PUs this process may run on: the calling thread's binding (taskset, an inherited or explicit
+// affinity; as OpenMP reads it) within the topology's allowed set (cgroups). The union over all
+// threads would not do: a thread started before a taskset-like restriction keeps the full mask.
+// Falls back to the allowed set when the OS does not say.
 Bitmap allowed_cpuset_of_this_process(hwloc_topology_t topology) {
   hwloc_const_cpuset_t topology_allowed = hwloc_topology_get_allowed_cpuset(topology);
   Bitmap bound = new_bitmap();
-  if (hwloc_get_cpubind(topology, bound.get(), HWLOC_CPUBIND_PROCESS) != 0 &&
-      hwloc_get_cpubind(topology, bound.get(), HWLOC_CPUBIND_THREAD) != 0) {
-    return copy_bitmap(topology_allowed);
-  }
+  if (hwloc_get_cpubind(topology, bound.get(), HWLOC_CPUBIND_THREAD) != 0) return copy_bitmap(topology_allowed);
   Bitmap allowed = new_bitmap();
   if (hwloc_bitmap_and(allowed.get(), bound.get(), topology_allowed) != 0) throw std::bad_alloc();
   if (hwloc_bitmap_iszero(allowed.get())) return copy_bitmap(topology_allowed);

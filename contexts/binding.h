@@ -27,13 +27,15 @@ std::string to_string(Binding policy);
 // The policy named by to_string; throws std::invalid_argument for any other name.
 Binding parse_binding(std::string_view name);
 
-// The number of physical cores this process may run on (its allowed cpuset, which reflects taskset
-// and cgroups), at least 1. The default worker count of the thread and process contexts.
+// The number of physical cores this process may run on, at least 1: the cores holding a PU of the
+// calling thread's affinity (which reflects taskset and sched_setaffinity; read as OpenMP does) within
+// what cgroups allow. The default worker count of the thread and process contexts.
 int default_num_workers();
 
 class BindingPlan {
  public:
-  // The plan for this machine, restricted to the cpuset this process may run on.
+  // The plan for this machine, restricted to the cpuset this process may run on (as for
+  // default_num_workers).
   static BindingPlan for_this_process(int num_workers, Binding policy);
   // The plan for a synthetic hwloc topology such as "pack:2 numa:2 core:4 pu:2" (all PUs allowed).
   // Throws std::invalid_argument naming the description when hwloc rejects it.

@@ -94,8 +94,10 @@ class MapJob final : public Job {
         }
       }
       const IndexRange share = shares_[static_cast<std::size_t>(worker_id)];
+      // Every worker runs its first chunk, so that a failure early in each share is reported for the
+      // lowest worker id whatever the timing; the cancel flag is checked between chunks.
       for (std::size_t begin = share.begin; begin < share.end; begin += kCancelCheckInterval) {
-        if (control.cancelled.load(std::memory_order_relaxed)) return;
+        if (begin != share.begin && control.cancelled.load(std::memory_order_relaxed)) return;
         functor_.iterate(IndexRange{begin, std::min(share.end, begin + kCancelCheckInterval)}, visit);
       }
     } else {
