@@ -1,0 +1,354 @@
+// The XFEL run-file reader: format versions, selections, type conversion, and bad input.
+#include "functors/xfel/xfel.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <hdf5.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "contexts/serial_context.h"
+#include "functors/xfel/detail/run_file.h"
+#include "functors/xfel/testing/temp_run.h"
+#include "tools/xfel/make_run.h"
+
+namespace pasha::xfel {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing::make_temp_run;
+using testing::TempRun;
+
+std::vector<std::uint64_t> expected_ids(const mock::RunSpec& spec) {
+  std::vector<std::uint64_t> ids(spec.num_trains);
+  std::iota(ids.begin(), ids.end(), spec.first_train);
+  return ids;
+}
+
+// Writes `value` at position `i` of a 1-d u64 dataset.
+void overwrite_u64(const std::string& file, const std::string& path, hsize_t i, std::uint64_t value) {
+  const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  const hid_t ds = H5Dopen2(f, path.c_str(), H5P_DEFAULT);
+  ASSERT_GE(ds, 0);
+  const hid_t space = H5Dget_space(ds);
+  H5Sselect_elements(space, H5S_SELECT_SET, 1, &i);
+  const hsize_t one = 1;
+  const hid_t mem = H5Screate_simple(1, &one, nullptr);
+  EXPECT_GE(H5Dwrite(ds, H5T_NATIVE_UINT64, mem, space, H5P_DEFAULT, &value), 0);
+  H5Sclose(mem);
+  H5Sclose(space);
+  H5Dclose(ds);
+  H5Fclose(f);
+}
+
+void delete_link(const std::string& file, const std::string& path) {
+  const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  EXPECT_GE(H5Ldelete(f, path.c_str(), H5P_DEFAULT), 0);
+  H5Fclose(f);
+}
+
+template <class F>
+std::string format_error_of(F&& f) {
+  try {
+    f();
+  } catch (const FormatError& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << "no FormatError";
+  return "";
+}
+
+TEST(XfelRunDirectory, ListsSourcesKeysAndTheSortedUnionOfTrainIds) {
+  const TempRun run = make_temp_run("sources");
+  const DataCollection dc = RunDirectory(run.dir);
+  EXPECT_EQ(dc.files().size(), 5u);
+  EXPECT_EQ(dc.train_ids(), expected_ids({}));
+  EXPECT_THAT(dc.control_sources(), ElementsAre(mock::kCamera, mock::kXgm));
+  EXPECT_THAT(dc.instrument_sources(), ElementsAre(mock::kDetector, mock::kCameraOutput, mock::kXgmOutput));
+  EXPECT_EQ(dc.all_sources().size(), 5u);
+  EXPECT_THAT(dc.keys_for_source(mock::kCamera), ElementsAre("exposureTime.timestamp", "exposureTime.value"));
+  EXPECT_THAT(dc.keys_for_source(mock::kCameraOutput), ElementsAre("data.image.pixels", "data.trainId"));
+  EXPECT_THAT(dc.index_groups(mock::kDetector), ElementsAre("header", "image"));
+  EXPECT_THROW(dc.keys_for_source("NO/SUCH/SOURCE"), std::invalid_argument);
+}
+
+TEST(XfelKeyData, ShapeCountsAndNdarrayMatchTheWrittenValuesAcrossSequenceFiles) {
+  const mock::RunSpec spec;
+  const TempRun run = make_temp_run("keydata", spec);
+  const DataCollection dc = RunDirectory(run.dir);
+  const KeyData<std::uint16_t> kd = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  EXPECT_EQ(kd.entry_shape(), (Shape{spec.image_height, spec.image_width}));
+  std::vector<std::uint64_t> counts;
+  std::uint64_t total = 0;
+  for (std::uint64_t tid : dc.train_ids()) {
+    counts.push_back(mock::camera_count(tid));
+    total += mock::camera_count(tid);
+  }
+  EXPECT_EQ(kd.data_counts(), counts);
+  EXPECT_EQ(kd.shape(), (Shape{total, spec.image_height, spec.image_width}));
+  const Array<std::uint16_t> all = kd.ndarray();
+  ASSERT_EQ(all.shape()[0], total);
+  const std::size_t pixels = spec.image_height * spec.image_width;
+  std::size_t row = 0;
+  for (std::uint64_t tid : dc.train_ids()) {
+    for (std::uint64_t frame = 0; frame < mock::camera_count(tid); ++frame, ++row) {
+      for (std::size_t e = 0; e < pixels; e += 97) {
+        ASSERT_EQ(all[row * pixels + e], mock::camera_pixel(tid, frame, e)) << "train " << tid << " frame " << frame;
+      }
+    }
+  }
+  const auto coords = kd.train_id_coordinates();
+  ASSERT_EQ(coords.size(), total);
+  EXPECT_EQ(coords.front(), spec.first_train + 1);
+}
+
+TEST(XfelKeyData, ControlKeysHaveOneValuePerTrainAndMayOmitValue) {
+  const TempRun run = make_temp_run("control");
+  const DataCollection dc = RunDirectory(run.dir);
+  const auto flux = dc.key_data<float>(mock::kXgm, "pulseEnergy.photonFlux");
+  EXPECT_EQ(flux.key(), "pulseEnergy.photonFlux.value");
+  EXPECT_EQ(flux.shape(), Shape{64});
+  const Array<float> values = flux.ndarray();
+  for (std::size_t i = 0; i < values.size(); ++i) EXPECT_EQ(values[i], mock::xgm_photon_flux(dc.train_ids()[i]));
+  EXPECT_EQ(dc.key_data<std::int32_t>(mock::kXgm, "current.bottom.rangeCode.value").ndarray()[9],
+            mock::xgm_range_code(dc.train_ids()[9]));
+}
+
+TEST(XfelKeyData, ReadsIntoOtherNumericTypesThroughHdf5Conversion) {
+  const TempRun run = make_temp_run("convert");
+  const DataCollection dc = RunDirectory(run.dir);
+  const auto as_u16 = dc.key_data<std::uint16_t>(mock::kDetector, "image.data").ndarray();
+  const auto as_double = dc.key_data<double>(mock::kDetector, "image.data").ndarray();
+  const auto as_i64 = dc.key_data<std::int64_t>(mock::kDetector, "image.data").ndarray();
+  ASSERT_EQ(as_u16.size(), as_double.size());
+  for (std::size_t i = 0; i < as_u16.size(); i += 13) {
+    EXPECT_EQ(static_cast<double>(as_u16[i]), as_double[i]);
+    EXPECT_EQ(static_cast<std::int64_t>(as_u16[i]), as_i64[i]);
+  }
+}
+
+TEST(XfelKeyData, AStringKeyReadAsNumbersIsAFormatErrorNamingFileAndPath) {
+  const TempRun run = make_temp_run("wrongtype");
+  const DataCollection dc = RunDirectory(run.dir);
+  const std::string what = format_error_of([&] { dc.key_data<float>(mock::kXgm, "state.value"); });
+  EXPECT_THAT(what, HasSubstr("RAW-R0450-DA01-S0000"));
+  EXPECT_THAT(what, HasSubstr("CONTROL/SA1_XTD2_XGM/DOOCS/MAIN/state/value"));
+  EXPECT_THAT(what, HasSubstr("variable-length string"));
+  // The same through TrainData::get.
+  SerialContext ctx;
+  EXPECT_THROW(ctx.map([&](int, std::size_t, std::uint64_t, const TrainData& data) { data.get<float>(mock::kXgm, "state"); },
+                       dc.select(mock::kXgm, "state.*").select_trains(by_index(0, 1))),
+               WorkerError);
+}
+
+struct VersionCase {
+  std::string version;
+  bool old_index;
+};
+
+class XfelFormatVersions : public ::testing::TestWithParam<VersionCase> {};
+
+TEST_P(XfelFormatVersions, EveryVersionGivesTheSameTrainsCountsAndValues) {
+  mock::RunSpec spec;
+  spec.version = GetParam().version;
+  spec.old_index = GetParam().old_index;
+  const TempRun run = make_temp_run("version", spec);
+  EXPECT_EQ(detail::RunFile::open(run.files[0])->format_version(), spec.version);
+  const DataCollection dc = RunDirectory(run.dir);
+  EXPECT_EQ(dc.train_ids(), expected_ids(spec));
+  EXPECT_EQ(dc.all_sources().size(), 5u);
+  const auto kd = dc.key_data<std::uint16_t>(mock::kDetector, "image.data");
+  std::uint64_t expected_rows = 0, expected_sum = 0;
+  const std::size_t pixels = spec.module_pixels * spec.module_pixels;
+  for (std::uint64_t tid : dc.train_ids()) {
+    expected_rows += mock::detector_count(tid);
+    for (std::uint64_t f = 0; f < mock::detector_count(tid); ++f) {
+      for (std::size_t e = 0; e < pixels; ++e) expected_sum += mock::detector_pixel(tid, f, e);
+    }
+  }
+  EXPECT_EQ(kd.shape()[0], expected_rows);
+  const auto all = kd.ndarray();
+  EXPECT_EQ(std::accumulate(all.begin(), all.end(), std::uint64_t{0}), expected_sum);
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, XfelFormatVersions,
+                         ::testing::Values(VersionCase{"0.5", false}, VersionCase{"1.0", false},
+                                           VersionCase{"1.1", false}, VersionCase{"1.2", false},
+                                           VersionCase{"1.0", true}),
+                         [](const auto& info) {
+                           std::string name = "v" + info.param.version + (info.param.old_index ? "_first_last_status" : "");
+                           std::replace(name.begin(), name.end(), '.', '_');
+                           return name;
+                         });
+
+class XfelSuspectTrains : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(XfelSuspectTrains, AreKeptByDefaultAndLeftOutEverywhereWhenAsked) {
+  mock::RunSpec spec;
+  spec.version = GetParam();
+  spec.suspect_trains = {10003, 10030, 10045};
+  const TempRun run = make_temp_run("suspect", spec);
+  EXPECT_EQ(RunDirectory(run.dir).train_ids().size(), 64u);
+  const DataCollection strict = RunDirectory(run.dir, {.inc_suspect_trains = false});
+  EXPECT_EQ(strict.train_ids().size(), 61u);
+  for (std::uint64_t tid : spec.suspect_trains) {
+    EXPECT_FALSE(std::binary_search(strict.train_ids().begin(), strict.train_ids().end(), tid));
+  }
+  const auto counts = strict.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels").data_counts();
+  for (std::size_t i = 0; i < counts.size(); ++i) EXPECT_EQ(counts[i], mock::camera_count(strict.train_ids()[i]));
+}
+
+INSTANTIATE_TEST_SUITE_P(Flags, XfelSuspectTrains, ::testing::Values("1.0", "1.1"),
+                         [](const auto& info) { return info.param == "1.0" ? std::string("flag_1_is_good") : std::string("v1_1_flag_0_is_good"); });
+
+TEST(XfelFormat05, GuessesInvalidTrainIdsAtADescentLikeExtraData) {
+  // One stray high id early: invalidating it (1 id) beats invalidating the 4 later ids.
+  EXPECT_EQ(detail::guess_valid_train_ids({10, 11, 99, 12, 13, 14, 15}),
+            (std::vector<bool>{true, true, false, true, true, true, true}));
+  // A drop back near the end: the later ids are fewer, so they go.
+  EXPECT_EQ(detail::guess_valid_train_ids({10, 11, 12, 13, 14, 12, 13}),
+            (std::vector<bool>{true, true, true, true, true, false, false}));
+  EXPECT_EQ(detail::guess_valid_train_ids({1, 2, 3}), (std::vector<bool>{true, true, true}));
+}
+
+TEST(XfelSelect, GlobsPickSourcesAndKeys) {
+  const TempRun run = make_temp_run("select");
+  const DataCollection dc = RunDirectory(run.dir);
+  const DataCollection sel = dc.select("FXE_XAD_GEC/CAM/*", "data.image.*");
+  EXPECT_THAT(sel.all_sources(), ElementsAre(mock::kCameraOutput));
+  EXPECT_THAT(sel.keys_for_source(mock::kCameraOutput), ElementsAre("data.image.pixels"));
+  EXPECT_EQ(sel.train_ids(), dc.train_ids());
+  const DataCollection both = dc.select({{"*XGM*", "*.value"}, {"*:xtdf", "header.*"}});
+  EXPECT_THAT(both.all_sources(), ElementsAre(mock::kDetector, mock::kXgm));
+  EXPECT_EQ(both.keys_for_source(mock::kXgm).size(), 4u);
+  EXPECT_THROW(dc.select("NOTHING*"), std::invalid_argument);
+  EXPECT_THROW(sel.key_data<float>(mock::kXgm, "pulseEnergy.photonFlux.value"), std::invalid_argument);
+}
+
+TEST(XfelSelectTrains, ByIndexAndByIdKeepThePositionsAndIdsAsked) {
+  const TempRun run = make_temp_run("select_trains");
+  const DataCollection dc = RunDirectory(run.dir);
+  const DataCollection part = dc.select_trains(by_index(10, 20));
+  EXPECT_EQ(part.train_ids(), std::vector<std::uint64_t>(dc.train_ids().begin() + 10, dc.train_ids().begin() + 20));
+  const DataCollection ids = dc.select_trains(by_id(10005, 10010));
+  EXPECT_THAT(ids.train_ids(), ElementsAre(10005, 10006, 10007, 10008, 10009));
+  EXPECT_TRUE(dc.select_trains(by_id(1, 5)).train_ids().empty());
+  EXPECT_EQ(dc.select_trains(by_index(60, 1000)).size(), 4u);
+  EXPECT_THAT(dc.select_trains(by_id({10050, 3, 10002})).train_ids(), ElementsAre(10002, 10050));
+  const auto kd = part.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  const auto nested = kd.select_trains(by_index(2, 4));
+  EXPECT_THAT(nested.train_ids(), ElementsAre(10012, 10013));
+  EXPECT_THAT(nested.data_counts(), ElementsAre(mock::camera_count(10012), mock::camera_count(10013)));
+}
+
+TEST(XfelTrainData, HasAndGetGiveThisTrainsRowsAndZeroRowsForEmptyTrains) {
+  const mock::RunSpec spec;
+  const TempRun run = make_temp_run("traindata", spec);
+  const DataCollection sel = RunDirectory(run.dir).select({{mock::kCameraOutput, "*"}, {mock::kXgm, "*"}});
+  SerialContext ctx;
+  std::size_t visited = 0;
+  ctx.map(
+      [&](int, std::size_t index, std::uint64_t tid, const TrainData& data) {
+        EXPECT_EQ(sel.train_ids()[index], tid);
+        EXPECT_EQ(data.train_id(), tid);
+        EXPECT_EQ(data.has(mock::kCameraOutput, "data.image.pixels"), mock::camera_count(tid) > 0);
+        EXPECT_FALSE(data.has(mock::kDetector, "image.data"));
+        const Array<std::uint16_t> image = data.get<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+        ASSERT_EQ(image.ndim(), 3u);
+        EXPECT_EQ(image.shape()[0], mock::camera_count(tid));
+        if (image.shape()[0] > 0) {
+          EXPECT_EQ(image(0, 1, 2), mock::camera_pixel(tid, 0, spec.image_width + 2));
+        }
+        const Array<float> flux = data.get<float>(mock::kXgm, "pulseEnergy.photonFlux");
+        ASSERT_EQ(flux.size(), 1u);
+        EXPECT_EQ(flux[0], mock::xgm_photon_flux(tid));
+        EXPECT_THROW(data.get<float>(mock::kDetector, "image.data"), std::invalid_argument);
+        ++visited;
+      },
+      sel);
+  EXPECT_EQ(visited, spec.num_trains);
+}
+
+TEST(XfelBadInput, AMissingDirectoryOrFileIsAFormatError) {
+  const std::string missing = testing::fresh_dir("missing") + "/r9999";
+  EXPECT_THAT(format_error_of([&] { RunDirectory(missing); }), HasSubstr("r9999"));
+  EXPECT_THAT(format_error_of([&] { H5File(missing + "/RAW-R9999-DA01-S00000.h5"); }), HasSubstr("RAW-R9999"));
+  EXPECT_THAT(format_error_of([&] { RunDirectory(testing::fresh_dir("empty")); }), HasSubstr("no usable run files"));
+}
+
+TEST(XfelBadInput, ANonHdf5FileIsAFormatErrorUnlessSkippingIsAsked) {
+  const TempRun run = make_temp_run("not_hdf5");
+  const std::string bogus = run.dir + "/RAW-R0450-DA02-S00000.h5";
+  std::ofstream(bogus) << "this is not an HDF5 file\n";
+  EXPECT_THAT(format_error_of([&] { H5File(bogus); }), HasSubstr("RAW-R0450-DA02-S00000.h5: not an HDF5 file"));
+  EXPECT_THAT(format_error_of([&] { RunDirectory(run.dir); }), HasSubstr("DA02"));
+  const DataCollection dc = RunDirectory(run.dir, {.skip_unreadable_files = true});
+  EXPECT_EQ(dc.files().size(), 5u);
+  ASSERT_EQ(dc.skipped_files().size(), 1u);
+  EXPECT_EQ(dc.skipped_files()[0].first, bogus);
+}
+
+TEST(XfelBadInput, AFileWithoutIndexOrMetadataIsAFormatErrorNamingTheGroup) {
+  const TempRun run = make_temp_run("no_index");
+  delete_link(run.files[0], "INDEX");
+  delete_link(run.files[1], "METADATA");
+  const std::string no_index = format_error_of([&] { H5File(run.files[0]); });
+  EXPECT_THAT(no_index, HasSubstr(run.files[0]));
+  EXPECT_THAT(no_index, HasSubstr("INDEX"));
+  const std::string no_metadata = format_error_of([&] { H5File(run.files[1]); });
+  EXPECT_THAT(no_metadata, HasSubstr(run.files[1]));
+  EXPECT_THAT(no_metadata, HasSubstr("METADATA"));
+}
+
+TEST(XfelBadInput, CountsPastTheDatasetEndAreAFormatErrorNotACrash) {
+  const TempRun run = make_temp_run("past_end");
+  // DA01-S00001 holds trains 10025..10049; give train 10030 far more rows than exist.
+  overwrite_u64(run.files[1], "INDEX/FXE_XAD_GEC/CAM/CAMERA:daqOutput/data/count", 5, 1'000'000);
+  const DataCollection dc = RunDirectory(run.dir);
+  const std::string what =
+      format_error_of([&] { dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels"); });
+  EXPECT_THAT(what, HasSubstr("RAW-R0450-DA01-S00001.h5"));
+  EXPECT_THAT(what, HasSubstr("INSTRUMENT/FXE_XAD_GEC/CAM/CAMERA:daqOutput/data/image/pixels"));
+  // Trains before the bad one still read; the bad one fails through TrainData::get as well.
+  const auto early = dc.select_trains(by_id(10000, 10025)).key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  EXPECT_GT(early.ndarray().size(), 0u);
+  SerialContext ctx;
+  EXPECT_THROW(ctx.map([&](int, std::size_t, std::uint64_t, const TrainData& data) {
+    data.get<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  }, dc.select(mock::kCameraOutput).select_trains(by_id(10030, 10031))), WorkerError);
+}
+
+TEST(XfelBadInput, ATrainDuplicatedForOneSourceIsAnErrorWhenTheCollectionIsBuilt) {
+  const TempRun run = make_temp_run("duplicate");
+  std::filesystem::copy_file(run.files[0], run.dir + "/RAW-R0450-DA01-S00009.h5");
+  const std::string what = format_error_of([&] { RunDirectory(run.dir); });
+  EXPECT_THAT(what, HasSubstr("conflicting data"));
+  EXPECT_THAT(what, HasSubstr("RAW-R0450-DA01-S00009.h5"));
+}
+
+TEST(XfelBadInput, AZeroTrainIdBeforeRealOnesIsAFormatError) {
+  const TempRun run = make_temp_run("zero_inside");
+  overwrite_u64(run.files[0], "INDEX/trainId", 3, 0);
+  EXPECT_THAT(format_error_of([&] { H5File(run.files[0]); }), HasSubstr("INDEX/trainId"));
+}
+
+TEST(XfelFiles, CloseDropsHandlesAndLaterReadsReopen) {
+  const TempRun run = make_temp_run("close");
+  const DataCollection dc = RunDirectory(run.dir);
+  const auto kd = dc.key_data<std::uint16_t>(mock::kDetector, "image.data");
+  const auto first = kd.ndarray();
+  dc.close();
+  const auto second = kd.ndarray();
+  ASSERT_EQ(first.size(), second.size());
+  EXPECT_TRUE(std::equal(first.begin(), first.end(), second.begin()));
+}
+
+}  // namespace
+}  // namespace pasha::xfel
