@@ -1,0 +1,212 @@
+// The XFEL functors in every context: each train is visited exactly once with its index, train id
+// and rows. Kernels report only through arrays from the context's alloc, so that the checks also
+// hold for forked workers.
+#include <gtest/gtest.h>
+#include <hdf5.h>
+
+#include <functional>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "contexts/process_context.h"
+#include "contexts/serial_context.h"
+#include "contexts/thread_context.h"
+#include "functors/xfel/testing/temp_run.h"
+#include "functors/xfel/xfel.h"
+#include "pasha/context.h"
+#include "pasha/errors.h"
+#include "tools/xfel/make_run.h"
+
+namespace pasha::xfel {
+namespace {
+
+using Factory = std::function<std::shared_ptr<Context>()>;
+
+struct ContextCase {
+  std::string name;
+  Factory make;
+};
+
+class XfelInEveryContext : public ::testing::TestWithParam<ContextCase> {
+ protected:
+  void SetUp() override { context_ = GetParam().make(); }
+  Context& ctx() { return *context_; }
+
+  static const testing::TempRun& run() {
+    static const testing::TempRun run = testing::make_temp_run("contexts_run");
+    return run;
+  }
+  static const mock::RunSpec& spec() {
+    static const mock::RunSpec spec;
+    return spec;
+  }
+
+  // Sum of camera pixels of one train, as written.
+  static std::uint64_t camera_sum(std::uint64_t tid) {
+    std::uint64_t sum = 0;
+    const std::size_t pixels = spec().image_height * spec().image_width;
+    for (std::uint64_t f = 0; f < mock::camera_count(tid); ++f) {
+      for (std::size_t e = 0; e < pixels; ++e) sum += mock::camera_pixel(tid, f, e);
+    }
+    return sum;
+  }
+
+ private:
+  std::shared_ptr<Context> context_;
+};
+
+void expect_each_train_once(const std::vector<std::uint64_t>& ids, const Array<int>& visits,
+                            const Array<std::uint64_t>& seen_ids, const Array<int>& workers, int num_workers) {
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(visits[i], 1) << "index " << i;
+    EXPECT_EQ(seen_ids[i], ids[i]) << "index " << i;
+    EXPECT_GE(workers[i], 0);
+    EXPECT_LT(workers[i], num_workers);
+  }
+}
+
+TEST_P(XfelInEveryContext, KeyDataMapVisitsEveryTrainOnceWithItsIndexIdAndRows) {
+  const DataCollection dc = RunDirectory(run().dir);
+  const auto kd = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  const std::size_t n = kd.size();
+  auto visits = ctx().alloc<int>(n, {.fill = 0});
+  auto workers = ctx().alloc<int>(n, {.fill = -1});
+  auto seen_ids = ctx().alloc<std::uint64_t>(n, {.fill = 0});
+  auto rows = ctx().alloc<std::uint64_t>(n, {.fill = 99});
+  auto sums = ctx().alloc<std::uint64_t>(n, {.fill = 0});
+  auto shapes_ok = ctx().alloc<int>(n, {.fill = 0});
+  ctx().map(
+      [&](int worker_id, std::size_t index, std::uint64_t train_id, Array<std::uint16_t> data) {
+        visits[index] += 1;
+        workers[index] = worker_id;
+        seen_ids[index] = train_id;
+        rows[index] = data.shape()[0];
+        shapes_ok[index] = data.ndim() == 3 && data.shape()[1] == spec().image_height &&
+                           data.shape()[2] == spec().image_width;
+        sums[index] = std::accumulate(data.begin(), data.end(), std::uint64_t{0});
+      },
+      kd);
+  expect_each_train_once(dc.train_ids(), visits, seen_ids, workers, ctx().num_workers());
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t tid = dc.train_ids()[i];
+    EXPECT_EQ(rows[i], mock::camera_count(tid)) << "train " << tid;
+    EXPECT_EQ(shapes_ok[i], 1);
+    EXPECT_EQ(sums[i], camera_sum(tid)) << "train " << tid;
+  }
+}
+
+TEST_P(XfelInEveryContext, DynamicScheduleAlsoVisitsEveryTrainOnce) {
+  const DataCollection dc = RunDirectory(run().dir);
+  const auto kd = dc.key_data<std::uint16_t>(mock::kDetector, "image.data");
+  const std::size_t n = kd.size();
+  auto visits = ctx().alloc<int>(n, {.fill = 0});
+  auto workers = ctx().alloc<int>(n, {.fill = -1});
+  auto seen_ids = ctx().alloc<std::uint64_t>(n, {.fill = 0});
+  auto rows = ctx().alloc<std::uint64_t>(n, {.fill = 99});
+  ctx().map(
+      [&](int worker_id, std::size_t index, std::uint64_t train_id, Array<std::uint16_t> data) {
+        visits[index] += 1;
+        workers[index] = worker_id;
+        seen_ids[index] = train_id;
+        rows[index] = data.shape()[0];
+      },
+      kd, {.schedule = Schedule::dynamic, .chunk = 5});
+  expect_each_train_once(dc.train_ids(), visits, seen_ids, workers, ctx().num_workers());
+  for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(rows[i], mock::detector_count(dc.train_ids()[i]));
+}
+
+TEST_P(XfelInEveryContext, DataCollectionMapGivesEachTrainsDataForEverySelectedSource) {
+  const DataCollection sel = RunDirectory(run().dir)
+                                 .select({{mock::kCameraOutput, "data.image.*"}, {mock::kXgm, "*"}, {mock::kDetector, "*"}})
+                                 .select_trains(by_id(10007, 10051));
+  const std::size_t n = sel.size();
+  ASSERT_EQ(n, 44u);
+  auto visits = ctx().alloc<int>(n, {.fill = 0});
+  auto workers = ctx().alloc<int>(n, {.fill = -1});
+  auto seen_ids = ctx().alloc<std::uint64_t>(n, {.fill = 0});
+  auto camera = ctx().alloc<std::uint64_t>(n, {.fill = 0});
+  auto has_camera = ctx().alloc<int>(n, {.fill = -1});
+  auto frames = ctx().alloc<std::uint64_t>(n, {.fill = 99});
+  auto flux = ctx().alloc<float>(n, {.fill = -1.0f});
+  ctx().map(
+      [&](int worker_id, std::size_t index, std::uint64_t train_id, const TrainData& data) {
+        visits[index] += 1;
+        workers[index] = worker_id;
+        seen_ids[index] = train_id;
+        has_camera[index] = data.has(mock::kCameraOutput, "data.image.pixels");
+        const auto image = data.get<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+        camera[index] = std::accumulate(image.begin(), image.end(), std::uint64_t{0});
+        frames[index] = data.get<std::uint16_t>(mock::kDetector, "image.data").shape()[0];
+        flux[index] = data.get<float>(mock::kXgm, "pulseEnergy.photonFlux")[0];
+      },
+      sel);
+  expect_each_train_once(sel.train_ids(), visits, seen_ids, workers, ctx().num_workers());
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t tid = sel.train_ids()[i];
+    EXPECT_EQ(has_camera[i], mock::camera_count(tid) > 0 ? 1 : 0);
+    EXPECT_EQ(camera[i], camera_sum(tid));
+    EXPECT_EQ(frames[i], mock::detector_count(tid));
+    EXPECT_EQ(flux[i], mock::xgm_photon_flux(tid));
+  }
+}
+
+TEST_P(XfelInEveryContext, HandlesOpenedByTheCallerBeforeTheMapStayUsableOnBothSides) {
+  const DataCollection dc = RunDirectory(run().dir);
+  const auto kd = dc.key_data<std::uint16_t>(mock::kDetector, "image.data");
+  const Array<std::uint16_t> before = kd.ndarray();  // the caller now holds open handles
+  auto per_worker = ctx().alloc<std::uint64_t>(1, {.fill = 0, .per_worker = true});
+  for (int repeat = 0; repeat < 2; ++repeat) {
+    ctx().map(
+        [&](int worker_id, std::size_t, std::uint64_t, Array<std::uint16_t> data) {
+          per_worker(worker_id, 0) += std::accumulate(data.begin(), data.end(), std::uint64_t{0});
+        },
+        kd);
+  }
+  std::uint64_t total = 0;
+  for (int w = 0; w < ctx().num_workers(); ++w) total += per_worker(w, 0);
+  EXPECT_EQ(total, 2 * std::accumulate(before.begin(), before.end(), std::uint64_t{0}));
+  const Array<std::uint16_t> after = kd.ndarray();
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), after.begin(), after.end()));
+}
+
+TEST_P(XfelInEveryContext, ABadIndexInOneTrainFailsTheMapWithAWorkerError) {
+  const testing::TempRun bad = testing::make_temp_run("contexts_bad_" + GetParam().name);
+  {
+    const hid_t f = H5Fopen(bad.files[1].c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    const hid_t ds = H5Dopen2(f, "INDEX/FXE_XAD_GEC/CAM/CAMERA:daqOutput/data/count", H5P_DEFAULT);
+    const hid_t space = H5Dget_space(ds);
+    const hsize_t i = 5, one = 1;
+    const std::uint64_t huge = 1'000'000;
+    H5Sselect_elements(space, H5S_SELECT_SET, 1, &i);
+    const hid_t mem = H5Screate_simple(1, &one, nullptr);
+    ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_UINT64, mem, space, H5P_DEFAULT, &huge), 0);
+    H5Sclose(mem);
+    H5Sclose(space);
+    H5Dclose(ds);
+    H5Fclose(f);
+  }
+  const DataCollection dc = RunDirectory(bad.dir).select(mock::kCameraOutput);
+  try {
+    ctx().map([](int, std::size_t, std::uint64_t, const TrainData& data) {
+      data.get<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+    }, dc);
+    ADD_FAILURE() << "no WorkerError";
+  } catch (const WorkerError& error) {
+    EXPECT_NE(std::string(error.what()).find("RAW-R0450-DA01-S00001.h5"), std::string::npos) << error.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Contexts, XfelInEveryContext,
+    ::testing::Values(ContextCase{"serial", [] { return std::make_shared<SerialContext>(); }},
+                      ContextCase{"threads_3", [] { return std::make_shared<ThreadContext>(3); }},
+                      ContextCase{"threads_2", [] { return std::make_shared<ThreadContext>(2); }},
+                      ContextCase{"processes_3", [] { return std::make_shared<ProcessContext>(3); }},
+                      ContextCase{"processes_2", [] { return std::make_shared<ProcessContext>(2); }}),
+    [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace pasha::xfel
