@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,10 +69,29 @@ bool cpu_in_list(int cpu, const std::string& list) {
   return false;
 }
 
+bool thread_is_listed(pid_t tid) {
+  return access(("/proc/self/task/" + std::to_string(tid)).c_str(), F_OK) == 0;
+}
+
+// The thread count once it equals `expected`, or after 5 s: /proc lists a thread a moment after
+// join returned, until the kernel has reaped it.
+int thread_count_once(int expected) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (thread_count() != expected && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return thread_count();
+}
+
 // The thread count to compare against, once helper threads that start with the first thread of the
-// process (ThreadSanitizer's background thread) exist.
+// process (ThreadSanitizer's background thread) exist and a joined thread is gone from /proc.
 int baseline_thread_count() {
-  std::thread([] {}).join();
+  pid_t tid = 0;
+  std::thread([&] { tid = static_cast<pid_t>(syscall(SYS_gettid)); }).join();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (thread_is_listed(tid) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return thread_count();
 }
 
@@ -105,7 +125,7 @@ TEST(ThreadContextTest, PoolThreadsAreCreatedOnFirstMapOnceAndReusedByEveryMap) 
   for (int map = 0; map < kMaps; ++map) {
     context.map([&](int w, std::size_t, int) { ids[map][static_cast<std::size_t>(w)] = std::this_thread::get_id(); },
                 std::views::iota(0, kWorkers * 100));
-    EXPECT_EQ(thread_count(), before + kWorkers - 1) << "after map " << map;
+    EXPECT_EQ(thread_count_once(before + kWorkers - 1), before + kWorkers - 1) << "after map " << map;
   }
   EXPECT_EQ(ids[0][0], std::this_thread::get_id()) << "worker 0 is the calling thread";
   EXPECT_EQ(std::set<std::thread::id>(ids[0].begin(), ids[0].end()).size(), static_cast<std::size_t>(kWorkers));
@@ -117,9 +137,9 @@ TEST(ThreadContextTest, DestroyingAContextWithAStartedPoolJoinsItsThreads) {
   {
     ThreadContext context(4);
     context.map([](int, std::size_t, int) {}, std::views::iota(0, 4));
-    EXPECT_EQ(thread_count(), before + 3);
+    EXPECT_EQ(thread_count_once(before + 3), before + 3);
   }
-  EXPECT_EQ(thread_count(), before);
+  EXPECT_EQ(thread_count_once(before), before);
   { ThreadContext never_used(4); }
   EXPECT_EQ(thread_count(), before);
 }
