@@ -65,6 +65,17 @@ std::string format_error_of(F&& f) {
   return "";
 }
 
+TEST(XfelRunDirectory, ReadsFixedLengthStringListsAndTheChecksummedFileFormat) {
+  mock::RunSpec spec;
+  spec.fixed_length_strings = true;
+  spec.checksummed_format = true;
+  const TempRun run = make_temp_run("fixed_strings", spec);
+  const DataCollection dc = RunDirectory(run.dir);
+  EXPECT_EQ(detail::RunFile::open(run.files[0])->format_version(), "1.0");
+  EXPECT_EQ(dc.all_sources().size(), 5u);
+  EXPECT_EQ(dc.train_ids(), expected_ids(spec));
+}
+
 TEST(XfelRunDirectory, ListsSourcesKeysAndTheSortedUnionOfTrainIds) {
   const TempRun run = make_temp_run("sources");
   const DataCollection dc = RunDirectory(run.dir);

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
         for (const std::string& group : run.index_groups(source)) {
           std::string any_key;
           for (const std::string& key : run.keys_for_source(source)) {
-            if (run.select(source, key).index_groups(source).front() == group) {
+            if (group.empty() || key.starts_with(group + ".")) {
               any_key = key;
               break;
             }

@@ -19,9 +19,11 @@ std::size_t round_up(std::size_t n, std::size_t multiple) {
 
 class Writer {
  public:
-  explicit Writer(const std::string& path)
-      : path_(path), file_(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose),
+  Writer(const std::string& path, const RunSpec& spec)
+      : path_(path), fixed_strings_(spec.fixed_length_strings), fapl_(H5Pcreate(H5P_FILE_ACCESS), H5Pclose),
         lcpl_(H5Pcreate(H5P_LINK_CREATE), H5Pclose) {
+    if (spec.checksummed_format) H5Pset_libver_bounds(fapl_.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+    file_ = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl_.get()), H5Fclose);
     if (!file_.valid() || !lcpl_.valid()) throw std::runtime_error(path + ": cannot create HDF5 file");
     H5Pset_create_intermediate_group(lcpl_.get(), 1);
   }
@@ -44,6 +46,16 @@ class Writer {
 
   void strings(const std::string& path, const std::vector<std::string>& values) {
     Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+    if (fixed_strings_) {
+      std::size_t width = 1;
+      for (const std::string& s : values) width = std::max(width, s.size());
+      std::vector<char> buffer(values.size() * width, '\0');
+      for (std::size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), buffer.begin() + i * width);
+      H5Tset_size(type.get(), width);
+      H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+      dataset(path, type.get(), {values.size()}, static_cast<const void*>(buffer.data()));
+      return;
+    }
     H5Tset_size(type.get(), H5T_VARIABLE);
     std::vector<const char*> pointers;
     for (const std::string& s : values) pointers.push_back(s.c_str());
@@ -52,6 +64,8 @@ class Writer {
 
  private:
   std::string path_;
+  bool fixed_strings_;
+  Handle fapl_;
   Handle file_;
   Handle lcpl_;
 };
@@ -83,7 +97,7 @@ void write_index(Writer& w, const RunSpec& spec, const std::string& path, const 
 }
 
 void write_file(const std::string& path, const RunSpec& spec, bool da, std::uint64_t t0, std::size_t n, int sequence) {
-  Writer w(path);
+  Writer w(path, spec);
   const bool v05 = spec.version == "0.5";
   const std::size_t npad = round_up(n, spec.pad_to);
 

@@ -44,6 +44,11 @@ struct RunSpec {
   // Trains flagged as suspect in INDEX/flag (versions >= 1.0).
   std::vector<std::uint64_t> suspect_trains;
   int run_number = 450;
+  // Strings as fixed-length instead of variable-length (HDF5 reads both).
+  bool fixed_length_strings = false;
+  // Write with the newest HDF5 file format (H5F_LIBVER_LATEST), whose metadata carries checksums,
+  // instead of the oldest format the DAQ uses.
+  bool checksummed_format = false;
 };
 
 // Writes the run's files into `directory` (which must exist) and returns their paths, sorted.

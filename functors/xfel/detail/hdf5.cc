@@ -169,16 +169,19 @@ std::vector<std::string> read_strings(hid_t file, const std::string& file_name, 
   } else {
     const std::size_t size = H5Tget_size(file_type.get());
     if (size == 0 || size > (1u << 20)) fail(file_name, hdf5_path, "bad fixed string length");
+    // One byte more than stored: a NULLPAD or SPACEPAD string may fill all `size` bytes, and the
+    // null-terminated memory type needs room for the terminator.
+    const std::size_t width = size + 1;
     Handle mem_type(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(mem_type.get(), size);
-    std::vector<char> buffer(n * size);
+    H5Tset_size(mem_type.get(), width);
+    std::vector<char> buffer(n * width);
     if (H5Dread(dataset.get(), mem_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()) < 0) {
       fail(file_name, hdf5_path, "cannot read the strings");
     }
     for (std::size_t i = 0; i < n; ++i) {
-      const char* s = buffer.data() + i * size;
+      const char* s = buffer.data() + i * width;
       std::size_t len = 0;
-      while (len < size && s[len] != '\0') ++len;
+      while (len < width && s[len] != '\0') ++len;
       strings[i].assign(s, len);
     }
   }
