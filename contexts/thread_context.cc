@@ -34,11 +34,14 @@ namespace {
 constexpr std::size_t kFirstTouchBytes = std::size_t{4} << 20;
 constexpr std::size_t kPageBytes = 4096;
 
-// How long an idle pool thread watches for the next map before it sleeps, and how long the caller
-// watches for the pool to finish before it sleeps. Short enough that an idle pool costs nothing
-// measurable, long enough that back-to-back maps wake their workers without a system call.
-constexpr auto kWorkerSpin = std::chrono::microseconds(100);
-constexpr auto kCallerSpin = std::chrono::microseconds(200);
+// How an idle pool thread watches for the next map, and the caller for the pool to finish, before
+// sleeping on a futex: spinning for kSpin, then yielding the CPU between looks until the watch budget has passed.
+// Yielding lets a thread that shares the CPU run (the caller is not bound and may sit on a pool
+// thread's core). Short enough that an idle pool costs no measurable CPU time, long enough that
+// back-to-back maps hand over without a system call.
+constexpr auto kSpin = std::chrono::microseconds(20);
+constexpr auto kWorkerWatch = std::chrono::microseconds(100);
+constexpr auto kCallerWatch = std::chrono::microseconds(200);
 
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
               std::atomic<std::uint32_t>::is_always_lock_free);
@@ -60,17 +63,19 @@ void cpu_relax() noexcept {
 #endif
 }
 
-// Spins until `done()` or until `budget` has passed; returns done().
+// Watches until `done()` or until `budget` has passed (spinning, then yielding); returns done().
 template <class Done>
-bool spin_until(Done&& done, std::chrono::microseconds budget) {
+bool watch_until(Done&& done, std::chrono::microseconds budget) {
   if (budget.count() == 0) return done();
-  const auto deadline = std::chrono::steady_clock::now() + budget;
+  const auto start = std::chrono::steady_clock::now();
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       if (done()) return true;
       cpu_relax();
     }
-    if (std::chrono::steady_clock::now() >= deadline) return done();
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    if (elapsed >= budget) return done();
+    if (elapsed >= kSpin) sched_yield();
   }
 }
 
@@ -129,10 +134,12 @@ class BindingFailureJob final : public detail::Job {
 //
 // Hand-off: the caller publishes the launch (job_, errors_, control_, remaining_) and then bumps
 // epoch_ (release); a pool thread that sees the new epoch (acquire) runs its share and decrements
-// remaining_ (release); the caller returns once remaining_ is 0 (acquire). Idle pool threads spin on
-// epoch_ for kWorkerSpin, then sleep on it (futex); the caller wakes sleepers only when there are
-// some. Every pool thread takes part in every launch, active or not, so that none still reads the
-// launch's fields when the next launch writes them.
+// remaining_ (release); the caller returns once remaining_ is 0 (acquire). Every pool thread takes
+// part in every launch, active or not, so that none still reads the launch's fields when the next
+// launch writes them.
+//
+// Idle pool threads watch epoch_ for kWorkerWatch, then sleep on it (futex); the caller wakes
+// sleepers only when there are some.
 class ThreadContext::Pool {
  public:
   Pool(ThreadContext& context, BindingPlan plan)
@@ -181,7 +188,7 @@ class ThreadContext::Pool {
   }
 
   void wait_for_pool() {
-    if (spin_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, kCallerSpin)) return;
+    if (watch_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, kCallerWatch)) return;
     caller_sleeping_.store(true, std::memory_order_seq_cst);
     for (;;) {
       const std::uint32_t remaining = remaining_.load(std::memory_order_seq_cst);
@@ -238,7 +245,7 @@ class ThreadContext::Pool {
   // Returns the new epoch once the caller has published a launch.
   std::uint32_t wait_for_launch(std::uint32_t seen) {
     const auto launched = [&] { return epoch_.load(std::memory_order_acquire) != seen; };
-    if (!spin_until(launched, spin_ ? kWorkerSpin : std::chrono::microseconds(0))) {
+    if (!watch_until(launched, spin_ ? kWorkerWatch : std::chrono::microseconds(0))) {
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
       while (epoch_.load(std::memory_order_seq_cst) == seen) futex_wait(epoch_, seen);
       sleepers_.fetch_sub(1, std::memory_order_relaxed);
