@@ -322,7 +322,9 @@ void flush_if_pending(FILE* stream) noexcept {
   if (getppid() != parent) _exit(1);  // the caller died before PR_SET_PDEATHSIG took effect
   WorkerRecord& record = shared.record(worker_id);
   try {
-    if (!plan.bind_this_process(worker_id)) {
+    // The child has a single thread, so binding it binds the process (threads it starts inherit the
+    // cpuset) at the cost of one sched_setaffinity, where binding "the process" scans /proc/self/task.
+    if (!plan.bind_this_thread(worker_id)) {
       throw std::runtime_error("pasha::ProcessContext: the OS refused to bind worker " + std::to_string(worker_id) +
                                " to cpuset " + plan.cpuset(worker_id) +
                                " (use pasha::Binding::none to run unbound)");

@@ -31,11 +31,14 @@ struct ProcessControl;
 // that worker process.
 //
 // Cost: a forked child starts with no page-table entries for shared mappings, so each worker first
-// maps in (MADV_POPULATE_READ) its proportional slice of every large array of this context whose pages
-// exist (worker w of k takes bytes [w/k, (w+1)/k) of each), which is far cheaper than a page fault per
-// 4 KiB page. Pages never touched are not allocated by this. Memory that is not from alloc (a
-// std::vector input, say) is copied on write: fork copies its page tables, and the caller's next write
-// to each page faults once.
+// maps in (MADV_POPULATE_READ) its proportional slice of every live array of 256 KiB or more of this
+// context (worker w of k takes bytes [w/k, (w+1)/k) of each), for the pages that exist: one system
+// call instead of a page fault per 4 KiB page, and pages never touched are not allocated. This is done
+// whether or not the kernel uses the array, so every map pays a little (well under a microsecond per
+// resident page, spread over the workers) for each large array of the context that is alive: let go
+// of arrays you no longer need, or run small maps on a second context. Memory that is not from alloc
+// (a std::vector input, say) is copied on write: fork copies its page tables, and the caller's next
+// write to each page faults once.
 //
 // Failures: a kernel (or hook) exception in a child reaches the caller as pasha::WorkerError with the
 // worker id and the original message; the nested pasha::RemoteError carries the exception's type name.
