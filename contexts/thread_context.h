@@ -10,9 +10,10 @@
 
 namespace pasha {
 
-// Workers are threads of this process, created on the first map and reused by every later map; idle
-// workers spin for a few microseconds, then sleep, so an idle context costs no CPU time. A map costs a
-// wake-up and a join, not thread creation. Destroying the context joins the threads.
+// Workers are threads of this process, created on the first map and reused by every later map; an
+// idle worker watches for the next map for about 0.1 ms (spinning, then yielding), then sleeps, so an
+// idle context costs no CPU time. A map costs a wake-up and a join, not thread creation. Destroying
+// the context joins the threads.
 //
 // Worker 0 is the thread that calls map: it runs worker 0's share itself (saving a wake-up) and pasha
 // never re-binds it, so it runs wherever the caller's thread may run. Workers 1 .. n-1 are pool
