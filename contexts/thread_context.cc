@@ -114,17 +114,14 @@ class FirstTouchJob final : public detail::Job {
 // Stands in for the map's job in a pool thread that could not be bound: fails that worker.
 class BindingFailureJob final : public detail::Job {
  public:
-  BindingFailureJob(int worker_id, std::string cpuset) : worker_id_(worker_id), cpuset_(std::move(cpuset)) {
-    num_active_workers_ = worker_id + 1;
-  }
-  void run(int, detail::WorkerControl&) override {
-    throw std::runtime_error("pasha::ThreadContext: the OS refused to bind worker " + std::to_string(worker_id_) +
-                             " to cpuset " + cpuset_ + " (use pasha::Binding::none to run unbound)");
+  BindingFailureJob(const BindingPlan& plan, int worker_id) : plan_(plan) { num_active_workers_ = worker_id + 1; }
+  void run(int worker_id, detail::WorkerControl&) override {
+    throw std::runtime_error("pasha::ThreadContext: the OS refused to bind worker " + std::to_string(worker_id) +
+                             " to cpuset " + plan_.cpuset(worker_id) + " (pasha::Binding::none runs unbound)");
   }
 
  private:
-  int worker_id_;
-  std::string cpuset_;
+  const BindingPlan& plan_;
 };
 
 }  // namespace
@@ -233,7 +230,7 @@ class ThreadContext::Pool {
       if (bound || errors_ == nullptr) {
         run_share(*job_, errors_, *control_, worker_id);
       } else if (worker_id < job_->num_active_workers()) {
-        BindingFailureJob failure(worker_id, plan_.cpuset(worker_id));
+        BindingFailureJob failure(plan_, worker_id);
         errors_->run(context_, failure, worker_id, *control_);
       }
       if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst)) {
