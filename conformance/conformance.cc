@@ -23,11 +23,6 @@ namespace pasha::conformance {
 
 void ContextConformance::SetUp() { context_ = GetParam()(); }
 
-std::string ContextName::operator()(const ::testing::TestParamInfo<ContextFactory>& info) const {
-  auto context = info.param();
-  return context->name() + "_" + std::to_string(context->num_workers()) + "_workers";
-}
-
 namespace {
 
 using ::testing::HasSubstr;

@@ -19,16 +19,10 @@
 #include <memory>
 #include <string>
 
+#include "conformance/context_factory.h"
 #include "pasha/context.h"
 
 namespace pasha::conformance {
-
-using ContextFactory = std::function<std::shared_ptr<Context>()>;
-
-// Names each instantiation after its context: "threads_3_workers".
-struct ContextName {
-  std::string operator()(const ::testing::TestParamInfo<ContextFactory>& info) const;
-};
 
 class ContextConformance : public ::testing::TestWithParam<ContextFactory> {
  protected:
@@ -58,15 +52,5 @@ class ContextConformance : public ::testing::TestWithParam<ContextFactory> {
                            ContextName{});                                                                \
   }
 
-namespace pasha::conformance {
-
-template <class ContextType>
-std::vector<ContextFactory> factories_for_worker_counts(std::initializer_list<int> counts) {
-  std::vector<ContextFactory> factories;
-  for (int n : counts) factories.push_back([n] { return std::make_shared<ContextType>(n); });
-  return factories;
-}
-
-}  // namespace pasha::conformance
 
 #endif  // PASHA_CONFORMANCE_CONFORMANCE_H_

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -22,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "conformance/conformance.h"
+#include "conformance/context_factory.h"
 #include "conformance/process_probes.h"
 #include "contexts/process_context.h"
 #include "contexts/serial_context.h"
@@ -89,6 +90,15 @@ int OwnerOf(std::size_t index, std::size_t n, int workers) {
   return -1;
 }
 
+// One context of each kind, for the long soak tests.
+std::vector<ContextFactory> OneContextOfEachKind() {
+  return {
+      [] { return std::make_shared<SerialContext>(); },
+      [] { return std::make_shared<ThreadContext>(3); },
+      [] { return std::make_shared<ProcessContext>(2); },
+  };
+}
+
 std::vector<ContextFactory> AllContexts() {
   return {
       [] { return std::make_shared<SerialContext>(); },
@@ -148,14 +158,22 @@ TEST_P(KernelFaults, AnExceptionNotDerivedFromStdExceptionIsReportedToo) {
   ExpectCleanAndUsable(context(), before);
 }
 
-TEST_P(KernelFaults, TenThousandSmallMapsLeaveFdsChildrenAndMappingsFlat) {
+INSTANTIATE_TEST_SUITE_P(AllContexts, KernelFaults, ::testing::ValuesIn(AllContexts()), ContextName{});
+
+// --- Soak: many maps and allocations, one context of each kind --------------------------------
+
+class Soak : public KernelFaults {};
+
+TEST_P(Soak, TenThousandSmallMapsLeaveFdsChildrenAndMappingsFlat) {
   // Warm up: pools, bindings, lazily loaded libraries.
   auto out = context().alloc<int>(16, {.fill = 0});
   for (int i = 0; i < 10; ++i) context().map([&](int, std::size_t k, int v) { out[k] = v; }, std::views::iota(0, 16));
   const ResourceSnapshot before = ResourceSnapshot::take();
   for (int round = 0; round < 10'000; ++round) {
     context().map([&](int, std::size_t k, int v) { out[k] = v + round; }, std::views::iota(0, 16));
-    if (round % 1000 == 0) ASSERT_EQ(out[15], 15 + round);
+    if (round % 1000 == 0) {
+      ASSERT_EQ(out[15], 15 + round);
+    }
   }
   const ResourceSnapshot after = ResourceSnapshot::take();
   EXPECT_EQ(after.fds, before.fds);
@@ -164,7 +182,7 @@ TEST_P(KernelFaults, TenThousandSmallMapsLeaveFdsChildrenAndMappingsFlat) {
   EXPECT_LE(after.mapped, before.mapped + (std::size_t{4} << 20));
 }
 
-TEST_P(KernelFaults, TenThousandAllocationsReleaseTheirMemory) {
+TEST_P(Soak, TenThousandAllocationsReleaseTheirMemory) {
   const ResourceSnapshot before = ResourceSnapshot::take();
   for (int round = 0; round < 10'000; ++round) {
     auto a = context().alloc<double>({64, 64}, {.fill = 1.0});
@@ -175,7 +193,7 @@ TEST_P(KernelFaults, TenThousandAllocationsReleaseTheirMemory) {
   EXPECT_EQ(after.fds, before.fds);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllContexts, KernelFaults, ::testing::ValuesIn(AllContexts()), ContextName{});
+INSTANTIATE_TEST_SUITE_P(OneOfEachKind, Soak, ::testing::ValuesIn(OneContextOfEachKind()), ContextName{});
 
 // --- Worker processes that die, process context -----------------------------------------------
 

@@ -35,6 +35,10 @@ namespace {
 // as the system calls that would avoid them.
 constexpr std::size_t kPopulateMinBytes = std::size_t{256} << 10;
 
+// Maps over fewer elements than this do not populate at all: a small map touches few pages, and
+// populating every large live array would cost far more than the map itself.
+constexpr std::size_t kPopulateMinElements = 4096;
+
 // After the first failure, how long the other workers get to stop on their own (they see the cancel
 // flag between chunks) before they are killed.
 constexpr std::chrono::milliseconds kStopGrace{50};
@@ -450,7 +454,9 @@ void ProcessContext::launch(detail::Job& job) {
   for (int w = 0; w < num_active; ++w) {
     shared.record(w).state.store(detail::WorkerRecord::kRunning, std::memory_order_relaxed);
   }
-  const auto regions = mappings_->snapshot(detail::kPopulateMinBytes);
+  const auto regions = job.num_elements() >= detail::kPopulateMinElements
+                           ? mappings_->snapshot(detail::kPopulateMinBytes)
+                           : std::vector<detail::SharedMappings::Region>();
   std::vector<detail::Child> children;
   children.reserve(static_cast<std::size_t>(num_active));
 

@@ -34,9 +34,10 @@ struct ProcessControl;
 // maps in (MADV_POPULATE_READ) its proportional slice of every live array of 256 KiB or more of this
 // context (worker w of k takes bytes [w/k, (w+1)/k) of each), for the pages that exist: one system
 // call instead of a page fault per 4 KiB page, and pages never touched are not allocated. This is done
-// whether or not the kernel uses the array, so every map pays a little (well under a microsecond per
-// resident page, spread over the workers) for each large array of the context that is alive: let go
-// of arrays you no longer need, or run small maps on a second context. Memory that is not from alloc
+// for maps over 4096 elements or more (or whose size the functor does not tell), whether or not the
+// kernel uses the array, so such maps pay a little (well under a microsecond per resident page,
+// spread over the workers) for each large array of the context that is alive: let go of arrays you
+// no longer need. Smaller maps skip it and leave the few pages they touch to page faults. Memory that is not from alloc
 // (a std::vector input, say) is copied on write: fork copies its page tables, and the caller's next
 // write to each page faults once.
 //

@@ -31,12 +31,17 @@ class Job {
   virtual ~Job() = default;
   // How many workers have work: ids 0 .. num_active_workers() - 1 take part in this map.
   int num_active_workers() const noexcept { return num_active_workers_; }
+  // How many elements the map visits, or kUnknownSize when the functor does not say (contexts may
+  // use it to decide whether per-map preparation is worth its cost).
+  static constexpr std::size_t kUnknownSize = static_cast<std::size_t>(-1);
+  std::size_t num_elements() const noexcept { return num_elements_; }
   // Runs worker `worker_id`'s part. Returns early once `control.cancelled` is set; throws what the
   // kernel throws.
   virtual void run(int worker_id, WorkerControl& control) = 0;
 
  protected:
   int num_active_workers_ = 0;
+  std::size_t num_elements_ = kUnknownSize;
 };
 
 // Runs one worker's part of `job` with its hooks, marked as inside a worker (so that a map started

@@ -59,6 +59,7 @@ class MapJob final : public Job {
  public:
   MapJob(F& functor, Kernel& kernel, int num_workers, const MapOptions& options)
       : functor_(functor), kernel_(kernel), options_(options) {
+    if constexpr (IndexedFunctor<F>) num_elements_ = functor.size();
     if (options.schedule == Schedule::dynamic) {
       if constexpr (IndexedFunctor<F>) {
         size_ = functor.size();
