@@ -178,7 +178,7 @@ std::vector<int> worker_counts() {
 std::vector<std::size_t> sizes(Workload workload) {
   switch (workload) {
     case Workload::triple:
-      return {1'000, 10'000, 100'000, 1'000'000, 10'000'000, 100'000'000};
+      return {1'000, 10'000, 100'000, 1'000'000, 10'000'000, 50'000'000, 100'000'000};
     case Workload::compute:
       return {1'000, 10'000, 100'000, 1'000'000, 10'000'000};
     case Workload::rows:

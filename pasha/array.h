@@ -125,7 +125,7 @@ class Array {
 
   // The i-th element in memory order (the array's layout order).
   T& operator[](std::size_t i) const noexcept {
-    if (contiguous_) return data_[i];
+    if (contiguous_) [[likely]] return data_[i];
     return *element_at_linear(i);
   }
 
@@ -195,7 +195,8 @@ class Array {
     return true;
   }
 
-  T* element_at_linear(std::size_t i) const noexcept {
+  // Out of line, so that loops over contiguous arrays stay simple enough to vectorize.
+  [[gnu::noinline, gnu::cold]] T* element_at_linear(std::size_t i) const noexcept {
     std::ptrdiff_t offset = 0;
     const std::size_t n = ndim();
     for (std::size_t k = 0; k < n; ++k) {
