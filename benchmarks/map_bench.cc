@@ -136,7 +136,7 @@ void BM_Imbalanced(benchmark::State& state, std::string kind, Schedule schedule)
     Array<double> out = context.alloc<double>(n, {.fill = 0.0});
     for (auto _ : state) {
       context.map([&](int, std::size_t i, int) { out[i] = imbalanced(i, n, kMaxSteps); },
-                  std::views::iota(0, static_cast<int>(n)), {.schedule = schedule, .chunk = 64});
+                  std::views::iota(0, static_cast<int>(n)), {.schedule = schedule, .chunk = 256});
       benchmark::ClobberMemory();
     }
   } catch (const std::exception& e) {
@@ -218,9 +218,9 @@ void register_all() {
   }
   for (const char* kind : {"threads", "processes"}) {
     add(std::string("BM_") + kind + "/imbalanced_static", BM_Imbalanced, std::string(kind), Schedule::static_shares)
-        ->Args({20'000, 2});
+        ->Args({100'000, 2});
     add(std::string("BM_") + kind + "/imbalanced_dynamic", BM_Imbalanced, std::string(kind), Schedule::dynamic)
-        ->Args({20'000, 2});
+        ->Args({100'000, 2});
   }
   add("BM_threads/empty", BM_EmptyPasha, std::string("threads"))->Args({1'000, 2});
   add("BM_openmp/empty", BM_EmptyOpenmp)->Args({0, 2});

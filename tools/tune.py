@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Tuning table and plot for this machine, from map_bench.
 
     python3 tools/tune.py                      # runs map_bench through tools/bazel, then reports
