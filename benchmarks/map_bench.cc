@@ -56,7 +56,9 @@ Context& context_for(const std::string& kind, int workers) {
 const std::vector<double>& input(std::size_t n) {
   static std::vector<double> values;
   if (values.size() != n) {
-    values.assign(n, 0.0);
+    // A new vector, not assign(): the old capacity would stay mapped and make every later fork
+    // copy its page tables.
+    values = std::vector<double>(n);
     for (std::size_t i = 0; i < n; ++i) values[i] = static_cast<double>(i % 1000) * 0.5;
   }
   return values;
