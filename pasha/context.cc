@@ -31,6 +31,7 @@ void Context::call_post_worker_hooks(int worker_id) {
 }
 
 void Context::run_job(detail::Job& job) {
+  std::lock_guard lock(map_mutex_);
   for (auto& hook : hooks_) hook->pre_map(*this);
   try {
     launch(job);

@@ -6,8 +6,8 @@
 // ThreadContext, ProcessContext (contexts/). Third parties may add their own by implementing the
 // protected interface; conformance/ checks them.
 //
-// Thread-safety: `map` and `alloc` may be called from several threads at once (maps on one context
-// then run one after the other). `add_hook` must not race with `map`.
+// Thread-safety: `map` and `alloc` may be called from several threads at once (maps on one context,
+// hooks included, then run one after the other). `add_hook` must not race with `map`.
 #ifndef PASHA_CONTEXT_H_
 #define PASHA_CONTEXT_H_
 
@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -123,6 +124,7 @@ class Context {
 
   int num_workers_;
   std::vector<std::shared_ptr<MapHook>> hooks_;
+  std::recursive_mutex map_mutex_;  // one map at a time, hooks included (a hook may map)
 };
 
 // Checks a worker count for a context constructor; returns it or throws std::invalid_argument.
