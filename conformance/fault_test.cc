@@ -210,7 +210,12 @@ struct Death {
 
 std::vector<Death> Deaths() {
   return {
-      {"segfault", [] { std::raise(SIGSEGV); }, {"SIGSEGV"}},
+      {"segfault",
+       [] {
+         std::signal(SIGSEGV, SIG_DFL);  // a sanitizer's handler would turn the crash into an exit
+         std::raise(SIGSEGV);
+       },
+       {"SIGSEGV"}},
       {"abort", [] { std::abort(); }, {"SIGABRT"}},
       {"SIGKILL", [] { kill(getpid(), SIGKILL); }, {"SIGKILL"}},
       {"exit(0)", [] { std::exit(0); }, {"exit", "status 0"}},
