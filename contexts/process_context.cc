@@ -64,14 +64,7 @@ std::size_t round_up_to_pages(std::size_t bytes) {
 }
 
 // std::bad_alloc that says what could not be had and why.
-class SharedMemoryError : public std::bad_alloc {
- public:
-  explicit SharedMemoryError(const std::string& message) : message_(message) {}
-  const char* what() const noexcept override { return message_.what(); }
-
- private:
-  std::runtime_error message_;  // a nothrow-copyable string
-};
+using SharedMemoryError = AllocationError;
 
 // An anonymous MAP_SHARED mapping of `length` bytes (a multiple of the page size, > 0).
 void* map_shared(std::size_t bytes, std::size_t length) {

@@ -3,6 +3,7 @@
 #define PASHA_ERRORS_H_
 
 #include <exception>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -35,6 +36,17 @@ class RemoteError : public std::runtime_error {
 
  private:
   std::string type_name_;
+};
+
+// Thrown by alloc when the memory cannot be had: a std::bad_alloc whose what() names the byte size and
+// the reason.
+class AllocationError : public std::bad_alloc {
+ public:
+  explicit AllocationError(const std::string& message) : message_(message) {}
+  const char* what() const noexcept override { return message_.what(); }
+
+ private:
+  std::runtime_error message_;  // a string that copies without throwing
 };
 
 namespace detail {

@@ -8,7 +8,7 @@
 namespace pasha::detail {
 
 // `bytes` bytes aligned to `alignment`, freed when the last copy of the pointer goes.
-// Throws std::bad_alloc when the memory cannot be had.
+// Throws pasha::AllocationError (a std::bad_alloc naming the size) when the memory cannot be had.
 std::shared_ptr<void> allocate_heap(std::size_t bytes, std::size_t alignment);
 
 }  // namespace pasha::detail
