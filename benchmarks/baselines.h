@@ -18,8 +18,9 @@ enum class Workload {
 
 // Doubles of output per element.
 std::size_t output_per_element(Workload workload);
-// Runs the workload for elements [begin, end).
-void run_range(Workload workload, const double* in, double* out, std::size_t begin, std::size_t end);
+// Runs the workload for elements [begin, end); the output of element `out_first` goes to out[0].
+void run_range(Workload workload, const double* in, double* out, std::size_t begin, std::size_t end,
+               std::size_t out_first = 0);
 
 // An anonymous MAP_SHARED mapping, as a hand-written fork program would use.
 class SharedBuffer {
