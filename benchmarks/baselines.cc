@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "benchmarks/kernels.h"
@@ -43,9 +44,9 @@ void wait_for(const std::vector<pid_t>& pids) {
   }
 }
 
-// Forks `workers` children running body(w) and waits for them; aborts if one fails.
+// Forks `workers` children, child w running body(w) and leaving with _exit(0); returns their pids.
 template <class Body>
-void fork_and_wait(int workers, Body&& body) {
+std::vector<pid_t> fork_children(int workers, Body&& body) {
   std::fflush(nullptr);
   std::vector<pid_t> pids;
   for (int w = 0; w < workers; ++w) {
@@ -57,7 +58,13 @@ void fork_and_wait(int workers, Body&& body) {
     }
     pids.push_back(pid);
   }
-  wait_for(pids);
+  return pids;
+}
+
+// Forks `workers` children running body(w) and waits for them; aborts if one fails.
+template <class Body>
+void fork_and_wait(int workers, Body&& body) {
+  wait_for(fork_children(workers, std::forward<Body>(body)));
 }
 
 void write_all(int fd, const char* data, std::size_t bytes) {
@@ -81,21 +88,13 @@ void stream_map(Workload workload, const double* in, double* out, std::size_t n,
   std::vector<int> read_fds(static_cast<std::size_t>(workers));
   std::vector<int> write_fds(static_cast<std::size_t>(workers));
   for (int w = 0; w < workers; ++w) make_channel(read_fds[static_cast<std::size_t>(w)], write_fds[static_cast<std::size_t>(w)]);
-  std::fflush(nullptr);
-  std::vector<pid_t> pids;
-  for (int w = 0; w < workers; ++w) {
-    const pid_t pid = fork();
-    if (pid < 0) die("fork");
-    if (pid == 0) {
-      const Share s = share_of(n, workers, w);
-      std::vector<double> result((s.end - s.begin) * per);
-      run_range(workload, in, result.data(), s.begin, s.end, s.begin);
-      write_all(write_fds[static_cast<std::size_t>(w)], reinterpret_cast<const char*>(result.data()),
-                result.size() * sizeof(double));
-      _exit(0);
-    }
-    pids.push_back(pid);
-  }
+  const std::vector<pid_t> pids = fork_children(workers, [&](int w) {
+    const Share s = share_of(n, workers, w);
+    std::vector<double> result((s.end - s.begin) * per);
+    run_range(workload, in, result.data(), s.begin, s.end, s.begin);
+    write_all(write_fds[static_cast<std::size_t>(w)], reinterpret_cast<const char*>(result.data()),
+              result.size() * sizeof(double));
+  });
   std::vector<pollfd> polls;
   std::vector<char*> cursor, limit;
   for (int w = 0; w < workers; ++w) {
