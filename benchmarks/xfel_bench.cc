@@ -16,7 +16,7 @@
 #include "contexts/serial_context.h"
 #include "contexts/thread_context.h"
 #include "functors/xfel/xfel.h"
-#include "tools/xfel/make_run.h"
+#include "functors/xfel/testing/make_run.h"
 
 namespace {
 

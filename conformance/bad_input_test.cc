@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "conformance/pasha_contexts.h"
 #include "pasha/pasha.h"
 
 namespace pasha {
@@ -28,8 +29,6 @@ std::string InvalidArgumentMessage(F&& f) {
   return {};
 }
 
-const char* const kContextNames[] = {"serial", "threads", "processes"};
-
 TEST(BadInput, ZeroOrNegativeWorkerCountsNameTheCount) {
   for (int bad : {0, -1, -1000}) {
     EXPECT_THAT(InvalidArgumentMessage([&] { ThreadContext context(bad); }), HasSubstr(std::to_string(bad)));
@@ -47,7 +46,7 @@ TEST(BadInput, HugeWorkerCountsNameTheCountAndTheLimit) {
 }
 
 TEST(BadInput, ShapesWhoseByteSizeOverflowsNameTheShape) {
-  for (const char* name : kContextNames) {
+  for (const std::string& name : conformance::context_kind_names()) {
     auto context = make_context(name);
     const std::size_t big = std::size_t{1} << 33;
     EXPECT_THAT(InvalidArgumentMessage([&] { context->alloc<double>({big, big}); }), HasSubstr(std::to_string(big)))
@@ -60,7 +59,7 @@ TEST(BadInput, ShapesWhoseByteSizeOverflowsNameTheShape) {
 }
 
 TEST(BadInput, AllocLargerThanMemoryIsBadAllocNotACrash) {
-  for (const char* name : kContextNames) {
+  for (const std::string& name : conformance::context_kind_names()) {
     auto context = make_context(name);
     EXPECT_THROW(context->alloc<double>({std::size_t{1} << 48}), std::bad_alloc) << name;
     auto small = context->alloc<int>(4, {.fill = 1});  // still usable
@@ -82,40 +81,16 @@ TEST(BadInput, AlongWithAnAxisOutOfRangeNamesTheAxis) {
   EXPECT_THROW(context.map([](int, std::size_t, float) {}, scalar), std::invalid_argument);
 }
 
-// A functor that returns `shares` shares whatever it is asked for, each of one element.
-struct FixedSplitFunctor {
-  int shares;
-  std::vector<IndexRange> split(int) const {
-    std::vector<IndexRange> result;
-    for (int s = 0; s < shares; ++s) result.push_back({static_cast<std::size_t>(s), static_cast<std::size_t>(s) + 1});
-    return result;
-  }
-  template <class Visit>
-  void iterate(const IndexRange& share, Visit&& visit) const {
-    for (std::size_t i = share.begin; i < share.end; ++i) visit(i);
-  }
-};
-
-TEST(BadInput, AFunctorSplittingIntoMoreSharesThanWorkersIsRejectedBeforeAnyWorkerRuns) {
-  for (const char* name : kContextNames) {
-    auto context = make_context(name, name == std::string("serial") ? 1 : 2);
-    auto calls = context->alloc<int>(1, {.fill = 0});
-    const int asked = context->num_workers();
-    const std::string message = InvalidArgumentMessage(
-        [&] { context->map([&](int, std::size_t) { calls[0] += 1; }, FixedSplitFunctor{asked + 2}); });
-    EXPECT_THAT(message, HasSubstr(std::to_string(asked + 2) + " shares")) << name;
-    EXPECT_EQ(calls[0], 0) << name;
-  }
-}
-
-TEST(BadInput, AFunctorSplittingIntoFewerSharesThanWorkersRunsThoseShares) {
-  for (const char* name : kContextNames) {
-    auto context = make_context(name, name == std::string("serial") ? 1 : 3);
-    auto seen = context->alloc<int>(3, {.fill = 0});
-    context->map([&](int worker, std::size_t index) { seen[index] = worker + 1; }, FixedSplitFunctor{1});
-    EXPECT_EQ(seen[0], 1) << name;  // share 0 ran on worker 0
-    EXPECT_EQ(seen[1], 0) << name;
-    context->map([&](int worker, std::size_t index) { seen[index] = worker + 1; }, FixedSplitFunctor{0});
+TEST(BadInput, ShapesWithAZeroExtentWhoseStridesOverflowNameTheShape) {
+  for (const std::string& name : conformance::context_kind_names()) {
+    auto context = make_context(name);
+    const std::size_t big = std::size_t{1} << 40;
+    const std::string message = InvalidArgumentMessage([&] { context->alloc<char>({std::size_t{0}, big, big}); });
+    EXPECT_THAT(message, HasSubstr("(0, " + std::to_string(big) + ", " + std::to_string(big) + ")")) << name;
+    EXPECT_THAT(InvalidArgumentMessage([&] { context->alloc<char>({big, big}, {.per_worker = true}); }),
+                HasSubstr(std::to_string(big)))
+        << name;
+    EXPECT_EQ(context->alloc<char>({std::size_t{0}, big}).size(), 0u) << name;  // empty, strides fit
   }
 }
 

@@ -52,5 +52,11 @@ class ContextConformance : public ::testing::TestWithParam<ContextFactory> {
                            ContextName{});                                                                \
   }
 
+// Instantiates the suite for each factory of a std::vector<ContextFactory>. Use at global namespace
+// scope.
+#define PASHA_INSTANTIATE_CONFORMANCE_SUITE_FOR_FACTORIES(prefix, factories)                              \
+  namespace pasha::conformance {                                                                          \
+  INSTANTIATE_TEST_SUITE_P(prefix, ContextConformance, ::testing::ValuesIn(factories), ContextName{});    \
+  }
 
 #endif  // PASHA_CONFORMANCE_CONFORMANCE_H_

@@ -23,8 +23,8 @@ struct ContextName {
 };
 
 // One factory per worker count, for a context constructible from an int.
-template <class ContextType>
-std::vector<ContextFactory> factories_for_worker_counts(std::initializer_list<int> counts) {
+template <class ContextType, class Counts = std::initializer_list<int>>
+std::vector<ContextFactory> factories_for_worker_counts(const Counts& counts) {
   std::vector<ContextFactory> factories;
   for (int n : counts) factories.push_back([n] { return std::make_shared<ContextType>(n); });
   return factories;

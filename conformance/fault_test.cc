@@ -23,13 +23,9 @@
 #include <thread>
 #include <vector>
 
-#include "conformance/context_factory.h"
+#include "conformance/pasha_contexts.h"
 #include "conformance/process_probes.h"
-#include "contexts/process_context.h"
-#include "contexts/serial_context.h"
-#include "contexts/thread_context.h"
-#include "pasha/errors.h"
-#include "pasha/functor.h"
+#include "pasha/pasha.h"
 
 namespace pasha::conformance {
 namespace {
@@ -46,6 +42,7 @@ struct Failure {
   int worker_id = -1;
   std::string what;
   std::string nested_what;
+  std::string nested_type;  // RemoteError::type_name() when the cause is a RemoteError
   Clock::duration took{};
 };
 
@@ -61,6 +58,9 @@ Failure ExpectWorkerError(Context& context, Kernel&& kernel, Source&& source) {
     failure.what = e.what();
     try {
       std::rethrow_if_nested(e);
+    } catch (const RemoteError& cause) {
+      failure.nested_what = cause.what();
+      failure.nested_type = cause.type_name();
     } catch (const std::exception& cause) {
       failure.nested_what = cause.what();
     } catch (...) {
@@ -88,26 +88,6 @@ int OwnerOf(std::size_t index, std::size_t n, int workers) {
     if (shares[w].begin <= index && index < shares[w].end) return static_cast<int>(w);
   }
   return -1;
-}
-
-// One context of each kind, for the long soak tests.
-std::vector<ContextFactory> OneContextOfEachKind() {
-  return {
-      [] { return std::make_shared<SerialContext>(); },
-      [] { return std::make_shared<ThreadContext>(3); },
-      [] { return std::make_shared<ProcessContext>(2); },
-  };
-}
-
-std::vector<ContextFactory> AllContexts() {
-  return {
-      [] { return std::make_shared<SerialContext>(); },
-      [] { return std::make_shared<ThreadContext>(2); },
-      [] { return std::make_shared<ThreadContext>(3); },
-      [] { return std::make_shared<ProcessContext>(1); },
-      [] { return std::make_shared<ProcessContext>(2); },
-      [] { return std::make_shared<ProcessContext>(3); },
-  };
 }
 
 // --- Kernel exceptions, every context ---------------------------------------------------------
@@ -158,7 +138,7 @@ TEST_P(KernelFaults, AnExceptionNotDerivedFromStdExceptionIsReportedToo) {
   ExpectCleanAndUsable(context(), before);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllContexts, KernelFaults, ::testing::ValuesIn(AllContexts()), ContextName{});
+INSTANTIATE_TEST_SUITE_P(PashaContexts, KernelFaults, ::testing::ValuesIn(pasha_contexts()), ContextName{});
 
 // --- Soak: many maps and allocations, one context of each kind --------------------------------
 
@@ -193,7 +173,7 @@ TEST_P(Soak, TenThousandAllocationsReleaseTheirMemory) {
   EXPECT_EQ(after.fds, before.fds);
 }
 
-INSTANTIATE_TEST_SUITE_P(OneOfEachKind, Soak, ::testing::ValuesIn(OneContextOfEachKind()), ContextName{});
+INSTANTIATE_TEST_SUITE_P(OneOfEachKind, Soak, ::testing::ValuesIn(one_context_of_each_kind()), ContextName{});
 
 // --- Worker processes that die, process context -----------------------------------------------
 
@@ -206,6 +186,7 @@ struct Death {
   const char* name;
   std::function<void()> act;
   std::vector<std::string> expected;  // what() must contain one of these
+  std::string type;                   // the nested RemoteError's type name
 };
 
 std::vector<Death> Deaths() {
@@ -215,11 +196,12 @@ std::vector<Death> Deaths() {
          std::signal(SIGSEGV, SIG_DFL);  // a sanitizer's handler would turn the crash into an exit
          std::raise(SIGSEGV);
        },
-       {"SIGSEGV"}},
-      {"abort", [] { std::abort(); }, {"SIGABRT"}},
-      {"SIGKILL", [] { kill(getpid(), SIGKILL); }, {"SIGKILL"}},
-      {"exit(0)", [] { std::exit(0); }, {"exit", "status 0"}},
-      {"_exit(3)", [] { _exit(3); }, {"status 3"}},
+       {"SIGSEGV"},
+       "signal"},
+      {"abort", [] { std::abort(); }, {"SIGABRT"}, "signal"},
+      {"SIGKILL", [] { kill(getpid(), SIGKILL); }, {"SIGKILL"}, "signal"},
+      {"exit(0)", [] { std::exit(0); }, {"exited with status 0"}, "exit"},
+      {"_exit(3)", [] { _exit(3); }, {"exited with status 3"}, "exit"},
   };
 }
 
@@ -239,26 +221,35 @@ TEST_P(WorkerDeaths, AWorkerThatDiesMidShareIsReportedNamingHowItDied) {
       std::vector<::testing::Matcher<std::string>> any;
       for (const auto& text : death.expected) any.push_back(HasSubstr(text));
       EXPECT_THAT(failure.what, ::testing::AnyOfArray(any));
+      EXPECT_EQ(failure.nested_type, death.type);
       ExpectCleanAndUsable(context_, before);
     }
   }
 }
 
-TEST_P(WorkerDeaths, AWorkerBlockedForeverIsStoppedWhenASiblingFails) {
-  if (GetParam() == 1) return;  // needs a sibling
-  const ResourceSnapshot before = ResourceSnapshot::take();
-  const Failure failure = ExpectWorkerError(
-      context_,
-      [](int worker, std::size_t, int) {
-        if (worker == 0) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));
-          throw std::runtime_error("worker 0 failed");
-        }
-        for (;;) pause();
-      },
-      std::views::iota(0, 100));
-  EXPECT_EQ(failure.worker_id, 0);
-  ExpectCleanAndUsable(context_, before);
+// Needs a sibling: instantiated for two workers and more.
+class SiblingDeaths : public WorkerDeaths {};
+
+TEST_P(SiblingDeaths, AWorkerBlockedForeverIsStoppedWhenASiblingFails) {
+  // The failing worker is the first or the last; the others block forever. The workers pasha has to
+  // kill are not failures, even when their ids are lower than the failed one's.
+  for (const int failing : {0, GetParam() - 1}) {
+    SCOPED_TRACE("worker " + std::to_string(failing) + " fails");
+    const ResourceSnapshot before = ResourceSnapshot::take();
+    const Failure failure = ExpectWorkerError(
+        context_,
+        [failing](int worker, std::size_t, int) {
+          if (worker == failing) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            throw std::runtime_error("worker " + std::to_string(failing) + " failed");
+          }
+          for (;;) pause();
+        },
+        std::views::iota(0, 100));
+    EXPECT_EQ(failure.worker_id, failing);
+    EXPECT_THAT(failure.what, HasSubstr("worker " + std::to_string(failing) + " failed"));
+    ExpectCleanAndUsable(context_, before);
+  }
 }
 
 TEST_P(WorkerDeaths, AWorkerThatClosesAllItsFileDescriptorsStillReportsItsResultsAndErrors) {
@@ -283,8 +274,10 @@ TEST_P(WorkerDeaths, AWorkerThatClosesAllItsFileDescriptorsStillReportsItsResult
   ExpectCleanAndUsable(context_, before);
 }
 
-INSTANTIATE_TEST_SUITE_P(Processes, WorkerDeaths, ::testing::Values(1, 2, 3),
-                         [](const auto& info) { return std::to_string(info.param) + "_workers"; });
+std::string WorkerCountName(const ::testing::TestParamInfo<int>& info) { return std::to_string(info.param) + "_workers"; }
+
+INSTANTIATE_TEST_SUITE_P(Processes, WorkerDeaths, ::testing::ValuesIn(kWorkerCounts), WorkerCountName);
+INSTANTIATE_TEST_SUITE_P(Processes, SiblingDeaths, ::testing::Values(2, 3, 7), WorkerCountName);
 
 // --- The caller is interrupted during a process map -------------------------------------------
 

@@ -1,6 +1,4 @@
-#include <memory>
-
 #include "conformance/conformance.h"
-#include "contexts/serial_context.h"
+#include "conformance/pasha_contexts.h"
 
-PASHA_INSTANTIATE_CONFORMANCE_SUITE(Serial, [] { return std::make_shared<pasha::SerialContext>(); });
+PASHA_INSTANTIATE_CONFORMANCE_SUITE_FOR_FACTORIES(Serial, serial_contexts());

@@ -1,4 +1,4 @@
 #include "conformance/conformance.h"
-#include "contexts/thread_context.h"
+#include "conformance/pasha_contexts.h"
 
-PASHA_INSTANTIATE_CONFORMANCE_SUITE_FOR_WORKER_COUNTS(Threads, pasha::ThreadContext, 1, 2, 3, 7);
+PASHA_INSTANTIATE_CONFORMANCE_SUITE_FOR_FACTORIES(Threads, thread_contexts());

@@ -277,11 +277,6 @@ bool BindingPlan::bind_this_thread(int worker_id) const noexcept {
   return state_->bind(worker_id, HWLOC_CPUBIND_THREAD);
 }
 
-bool BindingPlan::bind_this_process(int worker_id) const noexcept {
-  if (state_->policy == Binding::none) return true;
-  return state_->bind(worker_id, HWLOC_CPUBIND_PROCESS);
-}
-
 std::string to_string(Binding policy) { return policy_name(policy); }
 
 Binding parse_binding(std::string_view name) {

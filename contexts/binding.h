@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "pasha/backend.h"
+
 namespace pasha {
 
 enum class Binding {
@@ -59,15 +61,31 @@ class BindingPlan {
   // for Binding::none).
   std::string describe() const;
   // Binds the calling thread (Binding::none: does nothing). Returns false if the OS refused (always
-  // for a synthetic topology's plan, which is not this machine).
+  // for a synthetic topology's plan, which is not this machine). In a single-threaded worker process
+  // this binds the process: threads it starts later inherit the cpuset.
   bool bind_this_thread(int worker_id) const noexcept;
-  // Binds the calling process (all its threads); for forked workers.
-  bool bind_this_process(int worker_id) const noexcept;
 
  private:
   struct State;
   explicit BindingPlan(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
+};
+
+// A context whose workers are bound to cpusets by a BindingPlan, made once at construction: the base
+// of the thread and process contexts.
+class BoundContext : public Context {
+ public:
+  // The cpuset worker `worker_id` is bound to, as hwloc prints lists ("0", "2-3"). Throws
+  // std::out_of_range for a worker id outside [0, num_workers()).
+  std::string binding(int worker_id) const { return plan_.cpuset(worker_id); }
+  const BindingPlan& binding_plan() const noexcept { return plan_; }
+
+ protected:
+  // Throws std::invalid_argument unless 1 <= num_workers <= kMaxWorkers.
+  BoundContext(int num_workers, Binding policy)
+      : Context(num_workers), plan_(BindingPlan::for_this_process(num_workers, policy)) {}
+
+  const BindingPlan plan_;
 };
 
 }  // namespace pasha

@@ -23,12 +23,9 @@
 #include <system_error>
 #include <vector>
 
-#include "pasha/detail/job.h"
-#include "pasha/errors.h"
+#include "contexts/machine.h"
 
 namespace pasha {
-namespace detail {
-
 namespace {
 
 // Arrays smaller than this are left to page faults in the workers: a few faults cost about as much
@@ -52,37 +49,29 @@ int send_signal_to_pidfd(int pidfd, int signal) noexcept {
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
 }
 
-std::size_t page_size() noexcept {
-  static const std::size_t size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  return size;
-}
-
 std::size_t round_up_to_pages(std::size_t bytes) {
   const std::size_t page = page_size();
   if (bytes > SIZE_MAX - (page - 1)) return 0;
   return (bytes + page - 1) / page * page;
 }
 
-// std::bad_alloc that says what could not be had and why.
-using SharedMemoryError = AllocationError;
-
 // An anonymous MAP_SHARED mapping of `length` bytes (a multiple of the page size, > 0).
 void* map_shared(std::size_t bytes, std::size_t length) {
   void* memory = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) {
     const int error = errno;
-    throw SharedMemoryError("pasha::ProcessContext: cannot map " + std::to_string(bytes) +
+    throw AllocationError("pasha::ProcessContext: cannot map " + std::to_string(bytes) +
                             " bytes of shared memory: " + std::strerror(error));
   }
   return memory;
 }
 
-}  // namespace
-
 // The live shared mappings of one context, so that forked workers can map them in up front. Entries
 // are added and removed only in the process that owns the registry (never in a forked worker, where
 // the mutex may have been held by another thread at fork time).
-class SharedMappings {
+}  // namespace
+
+class ProcessContext::SharedMappings {
  public:
   struct Region {
     char* address;
@@ -119,6 +108,8 @@ class SharedMappings {
 
 namespace {
 
+using SharedMappings = ProcessContext::SharedMappings;
+
 // Unmaps a shared mapping (its full length) and forgets it.
 struct Unmap {
   std::size_t length;
@@ -130,37 +121,21 @@ struct Unmap {
   }
 };
 
-// What a worker process reports about itself, in shared memory; one page each.
+// What a worker process reports about itself, in shared memory.
 struct WorkerRecord {
   static constexpr int kRunning = 0;
   static constexpr int kDone = 1;
   static constexpr int kFailed = 2;
-  static constexpr std::size_t kTypeNameSize = 256;
-  static constexpr std::size_t kMessageSize = 4096 - 64 - kTypeNameSize;
 
   alignas(64) std::atomic<int> state{kRunning};
-  char type_name[kTypeNameSize] = {};
-  char message[kMessageSize] = {};
+  backend::ErrorRecord error;
 };
-static_assert(sizeof(WorkerRecord) == 4096);
 static_assert(std::atomic<int>::is_always_lock_free);
-
-void copy_truncated(char* destination, std::size_t capacity, const std::string& text) noexcept {
-  static constexpr char kEllipsis[] = "...";
-  if (text.size() < capacity) {
-    std::memcpy(destination, text.data(), text.size());
-    destination[text.size()] = '\0';
-    return;
-  }
-  const std::size_t keep = capacity - sizeof(kEllipsis);
-  std::memcpy(destination, text.data(), keep);
-  std::memcpy(destination + keep, kEllipsis, sizeof(kEllipsis));
-}
 
 }  // namespace
 
 // The shared block of a ProcessContext: the map's WorkerControl, then one record per worker.
-struct ProcessControl {
+struct ProcessContext::ProcessControl {
   static std::size_t bytes_for(int num_workers) {
     return sizeof(ProcessControl) + static_cast<std::size_t>(num_workers) * sizeof(WorkerRecord);
   }
@@ -169,10 +144,12 @@ struct ProcessControl {
     return reinterpret_cast<WorkerRecord*>(reinterpret_cast<char*>(this) + sizeof(ProcessControl))[worker_id];
   }
 
-  alignas(4096) WorkerControl control;
+  alignas(4096) backend::WorkerControl control;
 };
 
 namespace {
+
+using ProcessControl = ProcessContext::ProcessControl;
 
 // One forked worker, as the parent sees it.
 struct Child {
@@ -246,8 +223,7 @@ std::string signal_name(int signal) {
 std::optional<Failure> failure_of(const Child& child, WorkerRecord& record) {
   const int state = record.state.load(std::memory_order_acquire);
   if (state == WorkerRecord::kFailed) {
-    return Failure{std::string(record.type_name, strnlen(record.type_name, sizeof(record.type_name))),
-                   std::string(record.message, strnlen(record.message, sizeof(record.message)))};
+    return Failure{std::string(record.error.type_name_text()), std::string(record.error.message_text())};
   }
   if (state == WorkerRecord::kDone || child.killed_by_pasha) return std::nullopt;
   if (!child.status_known) {
@@ -296,24 +272,12 @@ void populate_slices(const std::vector<SharedMappings::Region>& regions, int wor
   }
 }
 
-void record_current_exception(WorkerRecord& record) noexcept {
-  try {
-    copy_truncated(record.type_name, sizeof(record.type_name), current_exception_type_name());
-    copy_truncated(record.message, sizeof(record.message), describe(std::current_exception()));
-  } catch (...) {
-    copy_truncated(record.type_name, sizeof(record.type_name), std::string("unknown"));
-    copy_truncated(record.message, sizeof(record.message),
-                   std::string("the worker failed and ran out of memory describing why"));
-  }
-  record.state.store(WorkerRecord::kFailed, std::memory_order_release);
-}
-
 void flush_if_pending(FILE* stream) noexcept {
   if (__fpending(stream) > 0) std::fflush(stream);
 }
 
 // The life of a worker process after fork. Never returns.
-[[noreturn]] void run_child(Context& context, const BindingPlan& plan, Job& job, ProcessControl& shared,
+[[noreturn]] void run_child(Context& context, const BindingPlan& plan, backend::Job& job, ProcessControl& shared,
                             int worker_id, pid_t parent, const std::vector<SharedMappings::Region>& regions) noexcept {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(1);  // the caller died before PR_SET_PDEATHSIG took effect
@@ -327,10 +291,11 @@ void flush_if_pending(FILE* stream) noexcept {
                                " (use pasha::Binding::none to run unbound)");
     }
     populate_slices(regions, worker_id, job.num_active_workers());
-    run_worker(context, job, worker_id, shared.control);
+    backend::run_worker(context, job, worker_id, shared.control);
     record.state.store(WorkerRecord::kDone, std::memory_order_release);
   } catch (...) {
-    record_current_exception(record);
+    record.error.record_current_exception();
+    record.state.store(WorkerRecord::kFailed, std::memory_order_release);
     shared.control.cancelled.store(true, std::memory_order_relaxed);
   }
   // The caller's buffers were flushed before the fork, so whatever is pending is this worker's own.
@@ -401,78 +366,74 @@ std::optional<std::pair<int, Failure>> supervise(std::vector<Child>& children, P
 }
 
 }  // namespace
-}  // namespace detail
 
 ProcessContext::ProcessContext() : ProcessContext(default_num_workers()) {}
 
 ProcessContext::ProcessContext(int num_workers, Binding binding)
-    : Context(num_workers),
-      plan_(BindingPlan::for_this_process(num_workers, binding)),
-      mappings_(std::make_shared<detail::SharedMappings>()) {
-  const std::size_t bytes = detail::ProcessControl::bytes_for(num_workers);
-  const std::size_t length = detail::round_up_to_pages(bytes);
-  void* memory = detail::map_shared(bytes, length);
-  control_memory_ = std::shared_ptr<void>(memory, detail::Unmap{length, nullptr});
-  control_ = new (memory) detail::ProcessControl;
-  for (int w = 0; w < num_workers; ++w) new (&control_->record(w)) detail::WorkerRecord;
+    : BoundContext(num_workers, binding), mappings_(std::make_shared<SharedMappings>()) {
+  const std::size_t bytes = ProcessControl::bytes_for(num_workers);
+  const std::size_t length = round_up_to_pages(bytes);
+  void* memory = map_shared(bytes, length);
+  control_memory_ = std::shared_ptr<void>(memory, Unmap{length, nullptr});
+  control_ = new (memory) ProcessControl;
+  for (int w = 0; w < num_workers; ++w) new (&control_->record(w)) WorkerRecord;
 }
 
 ProcessContext::~ProcessContext() = default;
 
-std::string ProcessContext::binding(int worker_id) const { return plan_.cpuset(worker_id); }
-
-const BindingPlan& ProcessContext::binding_plan() const noexcept { return plan_; }
-
 std::shared_ptr<void> ProcessContext::allocate(std::size_t bytes) {
-  const std::size_t length = detail::round_up_to_pages(std::max<std::size_t>(bytes, 1));
+  const std::size_t length = round_up_to_pages(std::max<std::size_t>(bytes, 1));
   if (length == 0) {
-    throw detail::SharedMemoryError("pasha::ProcessContext: cannot map " + std::to_string(bytes) +
+    throw AllocationError("pasha::ProcessContext: cannot map " + std::to_string(bytes) +
                                     " bytes of shared memory: the size is too large");
   }
-  void* memory = detail::map_shared(bytes, length);
-  std::shared_ptr<void> owner(memory, detail::Unmap{length, nullptr});  // unmaps if what follows throws
+  void* memory = map_shared(bytes, length);
+  std::shared_ptr<void> owner(memory, Unmap{length, nullptr});  // unmaps if what follows throws
   mappings_->add(memory, length);
-  std::get_deleter<detail::Unmap>(owner)->mappings = mappings_;
+  std::get_deleter<Unmap>(owner)->mappings = mappings_;
   return owner;
 }
 
-void ProcessContext::launch(detail::Job& job) {
-  std::lock_guard lock(launch_mutex_);
+void ProcessContext::launch(backend::Job& job) {
   const int num_active = job.num_active_workers();
   if (num_active == 0) return;
 
-  detail::ProcessControl& shared = *control_;
+  ProcessControl& shared = *control_;
   shared.control.cancelled.store(false, std::memory_order_relaxed);
   shared.control.next_position.store(0, std::memory_order_relaxed);
   for (int w = 0; w < num_active; ++w) {
-    shared.record(w).state.store(detail::WorkerRecord::kRunning, std::memory_order_relaxed);
+    shared.record(w).state.store(WorkerRecord::kRunning, std::memory_order_relaxed);
   }
-  const auto regions = job.num_elements() >= detail::kPopulateMinElements
-                           ? mappings_->snapshot(detail::kPopulateMinBytes)
-                           : std::vector<detail::SharedMappings::Region>();
-  std::vector<detail::Child> children;
+  const auto regions = job.num_elements() >= kPopulateMinElements
+                           ? mappings_->snapshot(kPopulateMinBytes)
+                           : std::vector<SharedMappings::Region>();
+  std::vector<Child> children;
   children.reserve(static_cast<std::size_t>(num_active));
 
   const pid_t parent = getpid();
   std::fflush(nullptr);  // or the children's copies of pending output could be written again
-  std::optional<std::pair<int, detail::Failure>> failure;
+  std::optional<std::pair<int, Failure>> failure;
   try {
     for (int w = 0; w < num_active; ++w) {
       const pid_t pid = fork();
-      if (pid == 0) detail::run_child(*this, plan_, job, shared, w, parent, regions);
+      if (pid == 0) run_child(*this, plan_, job, shared, w, parent, regions);
       if (pid < 0) {
         throw std::system_error(errno, std::generic_category(),
                                 "pasha::ProcessContext: cannot fork worker " + std::to_string(w));
       }
-      children.push_back({.worker_id = w, .pid = pid, .pidfd = detail::open_pidfd(pid)});
+      children.push_back({.worker_id = w, .pid = pid, .pidfd = open_pidfd(pid)});
     }
-    failure = detail::supervise(children, shared);
+    failure = supervise(children, shared);
   } catch (...) {
     shared.control.cancelled.store(true, std::memory_order_relaxed);
-    detail::kill_and_reap_all(children);
+    kill_and_reap_all(children);
     throw;
   }
-  if (failure) detail::throw_remote_worker_error(failure->first, failure->second.type_name, failure->second.message);
+  if (failure) {
+    backend::ErrorRecord record;
+    record.record(failure->second.type_name, failure->second.message);
+    record.throw_worker_error(failure->first);
+  }
 }
 
 }  // namespace pasha

@@ -5,18 +5,12 @@
 
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "contexts/binding.h"
-#include "pasha/context.h"
+#include "pasha/backend.h"
 
 namespace pasha {
-
-namespace detail {
-class SharedMappings;
-struct ProcessControl;
-}  // namespace detail
 
 // Each map forks one child per worker that has work; each child is bound to its worker's cpuset, runs
 // its share between its pre_worker and post_worker hooks, and leaves with _exit (no atexit handlers,
@@ -64,7 +58,7 @@ struct ProcessControl;
 //
 // map and alloc may be called from several threads at once (maps on one context run one after the
 // other); a map called from inside a kernel runs inline in that worker process.
-class ProcessContext final : public Context {
+class ProcessContext final : public BoundContext {
  public:
   // One worker per physical core this process may run on.
   ProcessContext();
@@ -73,24 +67,21 @@ class ProcessContext final : public Context {
   ~ProcessContext() override;
 
   std::string name() const override { return "processes"; }
-  // The cpuset worker `worker_id` is bound to, as hwloc prints lists ("0", "2-3"). Throws
-  // std::out_of_range for a worker id outside [0, num_workers()).
-  std::string binding(int worker_id) const;
-  const BindingPlan& binding_plan() const noexcept;
+
+  // The live arrays of a context, and the block its workers share; internal.
+  class SharedMappings;
+  struct ProcessControl;
 
  protected:
   std::shared_ptr<void> allocate(std::size_t bytes) override;
-  void launch(detail::Job& job) override;
+  void launch(backend::Job& job) override;
 
  private:
-  BindingPlan plan_;
   // The live arrays of this context, shared with their deleters (which may outlive the context).
-  std::shared_ptr<detail::SharedMappings> mappings_;
+  std::shared_ptr<SharedMappings> mappings_;
   // One shared mapping reused by every map: the workers' WorkerControl and their status records.
   std::shared_ptr<void> control_memory_;
-  detail::ProcessControl* control_ = nullptr;
-  // Serializes maps; held while children run.
-  std::mutex launch_mutex_;
+  ProcessControl* control_ = nullptr;
 };
 
 }  // namespace pasha

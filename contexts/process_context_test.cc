@@ -80,41 +80,6 @@ std::set<int> ParseCpuList(const std::string& text) {
   return cpus;
 }
 
-std::string NestedTypeName(const WorkerError& error) {
-  try {
-    std::rethrow_if_nested(error);
-  } catch (const RemoteError& cause) {
-    return cause.type_name();
-  } catch (...) {
-    return "not a RemoteError";
-  }
-  return "nothing nested";
-}
-
-// Worker 1 of 2 runs `die` at its first element; the map must report it.
-void ExpectWorkerOneDeathReported(const std::function<void()>& die, const std::string& expected_text,
-                                  const std::string& expected_type) {
-  ProcessContext context(2);
-  const auto start = Clock::now();
-  try {
-    context.map(
-        [&](int worker_id, std::size_t, int) {
-          if (worker_id == 1) die();
-        },
-        std::views::iota(0, 100));
-    ADD_FAILURE() << "no exception";
-  } catch (const WorkerError& error) {
-    EXPECT_EQ(error.worker_id(), 1);
-    EXPECT_THAT(error.what(), HasSubstr(expected_text));
-    EXPECT_EQ(NestedTypeName(error), expected_type);
-  }
-  EXPECT_LT(Clock::now() - start, kPatience);
-  auto out = context.alloc<int>(10, {.fill = 0});
-  context.map([&](int, std::size_t i, int v) { out[i] = v * 2; }, std::views::iota(0, 10));
-  for (std::size_t i = 0; i < 10; ++i) ASSERT_EQ(out[i], 2 * static_cast<int>(i));
-  EXPECT_TRUE(NoChildrenLeft());
-}
-
 TEST(ProcessContext, AKernelExceptionReachesTheCallerWithWorkerIdMessageAndTypeName) {
   ProcessContext context(2);
   try {
@@ -148,48 +113,6 @@ TEST(ProcessContext, AVeryLongExceptionMessageArrivesTruncatedNotLost) {
     EXPECT_THAT(error.what(), HasSubstr("start xxxx"));
     EXPECT_THAT(error.what(), HasSubstr("..."));
   }
-}
-
-TEST(ProcessContext, AWorkerKilledBySegfaultIsReportedAsSIGSEGV) {
-  ExpectWorkerOneDeathReported(
-      [] {
-        signal(SIGSEGV, SIG_DFL);  // sanitizers' handlers would turn the crash into an exit
-        raise(SIGSEGV);
-      },
-      "SIGSEGV", "signal");
-}
-
-TEST(ProcessContext, AWorkerThatAbortsIsReportedAsSIGABRT) { ExpectWorkerOneDeathReported([] { std::abort(); }, "SIGABRT", "signal"); }
-
-TEST(ProcessContext, AWorkerKilledWithSIGKILLIsReportedAsSIGKILL) {
-  ExpectWorkerOneDeathReported([] { kill(getpid(), SIGKILL); }, "SIGKILL", "signal");
-}
-
-TEST(ProcessContext, AWorkerCallingExitZeroIsReportedAsExitingEarly) {
-  ExpectWorkerOneDeathReported([] { std::exit(0); }, "exited with status 0", "exit");
-}
-
-TEST(ProcessContext, AWorkerCallingUnderscoreExitIsReportedWithItsStatus) {
-  ExpectWorkerOneDeathReported([] { _exit(3); }, "exited with status 3", "exit");
-}
-
-TEST(ProcessContext, AWorkerBlockedForeverIsKilledAfterASiblingFails) {
-  ProcessContext context(2);
-  const auto start = Clock::now();
-  try {
-    context.map(
-        [](int worker_id, std::size_t, int) {
-          if (worker_id == 1) throw std::runtime_error("sibling failed");
-          for (;;) pause();
-        },
-        std::views::iota(0, 2));
-    FAIL() << "no exception";
-  } catch (const WorkerError& error) {
-    EXPECT_EQ(error.worker_id(), 1) << "the worker pasha killed is not a failure";
-    EXPECT_THAT(error.what(), HasSubstr("sibling failed"));
-  }
-  EXPECT_LT(Clock::now() - start, kPatience);
-  EXPECT_TRUE(NoChildrenLeft());
 }
 
 TEST(ProcessContext, AThousandMapsLeakNoFileDescriptorsAndLeaveNoChildren) {

@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "pasha/context.h"
+#include "pasha/backend.h"
 
 namespace pasha {
 
@@ -18,7 +18,7 @@ class SerialContext final : public Context {
 
  protected:
   std::shared_ptr<void> allocate(std::size_t bytes) override;
-  void launch(detail::Job& job) override;
+  void launch(backend::Job& job) override;
 };
 
 }  // namespace pasha

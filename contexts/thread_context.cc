@@ -12,7 +12,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -23,16 +22,13 @@
 #include <immintrin.h>
 #endif
 
-#include "pasha/detail/heap_memory.h"
-#include "pasha/detail/job.h"
-#include "pasha/detail/worker_errors.h"
+#include "contexts/machine.h"
 
 namespace pasha {
 namespace {
 
 // Arrays of at least this many bytes are first touched by the workers that will process them.
 constexpr std::size_t kFirstTouchBytes = std::size_t{4} << 20;
-constexpr std::size_t kPageBytes = 4096;
 
 // How an idle pool thread watches for the next map, and the caller for the pool to finish, before
 // sleeping on a futex: spinning for kSpin, then yielding the CPU between looks until the watch budget has passed.
@@ -79,28 +75,22 @@ bool watch_until(Done&& done, std::chrono::microseconds budget) {
   }
 }
 
-int allowed_cpu_count() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
-  return CPU_COUNT(&set);
-}
-
 // Faults in the pages of a fresh array, worker w taking the w-th of num_workers even byte shares:
 // the shares a static map over the array's elements gives each worker.
-class FirstTouchJob final : public detail::Job {
+class FirstTouchJob final : public backend::Job {
  public:
   FirstTouchJob(void* memory, std::size_t bytes, int num_workers)
       : memory_(static_cast<unsigned char*>(memory)), bytes_(bytes), num_workers_(num_workers) {
     num_active_workers_ = num_workers;
   }
 
-  void run(int worker_id, detail::WorkerControl&) override {
+  void run(int worker_id, backend::WorkerControl&) override {
     const auto w = static_cast<std::size_t>(worker_id);
     const auto n = static_cast<std::size_t>(num_workers_);
     const std::size_t begin = bytes_ / n * w + std::min(w, bytes_ % n);
     const std::size_t end = begin + bytes_ / n + (w < bytes_ % n ? 1 : 0);
-    for (std::size_t offset = begin; offset < end; offset = (offset / kPageBytes + 1) * kPageBytes) {
+    const std::size_t page = page_size();
+    for (std::size_t offset = begin; offset < end; offset = (offset / page + 1) * page) {
       memory_[offset] = 0;
     }
   }
@@ -111,25 +101,13 @@ class FirstTouchJob final : public detail::Job {
   int num_workers_;
 };
 
-// Stands in for the map's job in a pool thread that could not be bound: fails that worker.
-class BindingFailureJob final : public detail::Job {
- public:
-  BindingFailureJob(const BindingPlan& plan, int worker_id) : plan_(plan) { num_active_workers_ = worker_id + 1; }
-  void run(int worker_id, detail::WorkerControl&) override {
-    throw std::runtime_error("pasha::ThreadContext: the OS refused to bind worker " + std::to_string(worker_id) +
-                             " to cpuset " + plan_.cpuset(worker_id) + " (pasha::Binding::none runs unbound)");
-  }
-
- private:
-  const BindingPlan& plan_;
-};
-
 }  // namespace
 
 // Worker 0 is the thread that calls map; workers 1 .. n-1 are pool threads, started on the first
-// launch and parked between launches. One launch at a time (launch_mutex_).
+// launch and parked between launches. Context runs one launch at a time (its map lock, which
+// allocate's first touch takes too), so the pool needs no lock of its own.
 //
-// Hand-off: the caller publishes the launch (job_, errors_, control_, remaining_) and then bumps
+// Hand-off: the caller publishes the launch (job_, failures_, control_, remaining_) and then bumps
 // epoch_ (release); a pool thread that sees the new epoch (acquire) runs its share and decrements
 // remaining_ (release); the caller returns once remaining_ is 0 (acquire). Every pool thread takes
 // part in every launch, active or not, so that none still reads the launch's fields when the next
@@ -139,41 +117,34 @@ class BindingFailureJob final : public detail::Job {
 // sleepers only when there are some.
 class ThreadContext::Pool {
  public:
-  Pool(ThreadContext& context, BindingPlan plan)
-      : context_(context),
-        plan_(std::move(plan)),
-        spin_(plan_.num_workers() <= allowed_cpu_count()) {}
+  Pool(ThreadContext& context, const BindingPlan& plan)
+      : context_(context), plan_(plan), spin_(plan_.num_workers() <= allowed_cpu_count()) {}
 
-  ~Pool() {
-    std::lock_guard lock(launch_mutex_);
-    stop_threads();
-  }
+  ~Pool() { stop_threads(); }
 
-  const BindingPlan& plan() const noexcept { return plan_; }
-
-  // Runs job's workers: through `errors` (hooks, failure records) for a map, straight job.run for
-  // internal jobs (errors == nullptr), which must not throw.
-  void run(detail::Job& job, detail::WorkerErrors* errors, detail::WorkerControl& control) {
-    std::lock_guard lock(launch_mutex_);
+  // Runs job's workers: through `failures` (hooks, failure records) for a map, straight job.run for
+  // internal jobs (failures == nullptr), which must not throw.
+  void run(backend::Job& job, backend::WorkerFailures* failures, backend::WorkerControl& control) {
     if (job.num_active_workers() <= 1) {
-      run_share(job, errors, control, 0);
+      run_share(job, failures, control, 0);
       return;
     }
     if (threads_.empty()) start_threads();
     job_ = &job;
-    errors_ = errors;
+    failures_ = failures;
     control_ = &control;
     remaining_.store(static_cast<std::uint32_t>(threads_.size()), std::memory_order_relaxed);
     wake_pool();
-    run_share(job, errors, control, 0);
+    run_share(job, failures, control, 0);
     wait_for_pool();
   }
 
  private:
-  void run_share(detail::Job& job, detail::WorkerErrors* errors, detail::WorkerControl& control, int worker_id) {
+  void run_share(backend::Job& job, backend::WorkerFailures* failures, backend::WorkerControl& control,
+                 int worker_id) {
     if (worker_id >= job.num_active_workers()) return;
-    if (errors != nullptr) {
-      errors->run(context_, job, worker_id, control);
+    if (failures != nullptr) {
+      failures->run(context_, job, worker_id, control);
     } else {
       job.run(worker_id, control);
     }
@@ -195,7 +166,7 @@ class ThreadContext::Pool {
     caller_sleeping_.store(false, std::memory_order_relaxed);
   }
 
-  // Under launch_mutex_. On failure, the threads already started are stopped again.
+  // On failure, the threads already started are stopped again.
   void start_threads() {
     const std::uint32_t epoch = epoch_.load(std::memory_order_relaxed);
     threads_.reserve(static_cast<std::size_t>(plan_.num_workers() - 1));
@@ -209,7 +180,6 @@ class ThreadContext::Pool {
     }
   }
 
-  // Under launch_mutex_.
   void stop_threads() {
     if (threads_.empty()) return;
     stopping_ = true;
@@ -227,16 +197,22 @@ class ThreadContext::Pool {
       seen = wait_for_launch(seen);
       if (stopping_) return;
       if (!bound) bound = plan_.bind_this_thread(worker_id);
-      if (bound || errors_ == nullptr) {
-        run_share(*job_, errors_, *control_, worker_id);
+      if (bound || failures_ == nullptr) {
+        run_share(*job_, failures_, *control_, worker_id);
       } else if (worker_id < job_->num_active_workers()) {
-        BindingFailureJob failure(plan_, worker_id);
-        errors_->run(context_, failure, worker_id, *control_);
+        failures_->record(worker_id, binding_failure(worker_id), *control_);
       }
       if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst)) {
         futex_wake_all(remaining_);
       }
     }
+  }
+
+  std::exception_ptr binding_failure(int worker_id) const {
+    return std::make_exception_ptr(std::runtime_error("pasha::ThreadContext: the OS refused to bind worker " +
+                                                      std::to_string(worker_id) + " to cpuset " +
+                                                      plan_.cpuset(worker_id) +
+                                                      " (pasha::Binding::none runs unbound)"));
   }
 
   // Returns the new epoch once the caller has published a launch.
@@ -251,17 +227,16 @@ class ThreadContext::Pool {
   }
 
   ThreadContext& context_;
-  const BindingPlan plan_;
+  const BindingPlan& plan_;
   // Spinning only pays when every worker has a CPU of its own.
   const bool spin_;
 
-  std::mutex launch_mutex_;
   std::vector<std::thread> threads_;
 
   // The launch, written by the caller before it bumps epoch_.
-  detail::Job* job_ = nullptr;
-  detail::WorkerErrors* errors_ = nullptr;
-  detail::WorkerControl* control_ = nullptr;
+  backend::Job* job_ = nullptr;
+  backend::WorkerFailures* failures_ = nullptr;
+  backend::WorkerControl* control_ = nullptr;
   bool stopping_ = false;
 
   alignas(64) std::atomic<std::uint32_t> epoch_{0};
@@ -273,30 +248,32 @@ class ThreadContext::Pool {
 ThreadContext::ThreadContext() : ThreadContext(default_num_workers()) {}
 
 ThreadContext::ThreadContext(int num_workers, Binding binding)
-    : Context(num_workers), pool_(std::make_unique<Pool>(*this, BindingPlan::for_this_process(num_workers, binding))) {}
+    : BoundContext(num_workers, binding), pool_(std::make_unique<Pool>(*this, plan_)) {}
 
 ThreadContext::~ThreadContext() = default;
 
-std::string ThreadContext::binding(int worker_id) const { return pool_->plan().cpuset(worker_id); }
-
-const BindingPlan& ThreadContext::binding_plan() const noexcept { return pool_->plan(); }
+void ThreadContext::rebuild_after_fork() {
+  // The pool's threads do not exist in this process: its thread objects cannot be joined or
+  // destroyed, so the old pool is let go without its destructor, and a new one starts on first use.
+  static_cast<void>(pool_.release());
+  pool_ = std::make_unique<Pool>(*this, plan_);
+}
 
 std::shared_ptr<void> ThreadContext::allocate(std::size_t bytes) {
-  std::shared_ptr<void> memory = detail::allocate_heap(bytes, kAlignment);
-  if (bytes >= kFirstTouchBytes && num_workers() > 1 && pool_->plan().policy() != Binding::none &&
-      !detail::in_worker()) {
+  std::shared_ptr<void> memory = backend::allocate_heap(bytes, kAlignment);
+  if (bytes >= kFirstTouchBytes && num_workers() > 1 && plan_.policy() != Binding::none && this_worker_id() < 0) {
     FirstTouchJob touch(memory.get(), bytes, num_workers());
-    detail::WorkerControl control;
-    pool_->run(touch, nullptr, control);
+    backend::WorkerControl control;
+    exclusively([&] { pool_->run(touch, nullptr, control); });
   }
   return memory;
 }
 
-void ThreadContext::launch(detail::Job& job) {
-  detail::WorkerControl control;
-  detail::WorkerErrors errors(job.num_active_workers());
-  pool_->run(job, &errors, control);
-  errors.rethrow_first();
+void ThreadContext::launch(backend::Job& job) {
+  backend::WorkerControl control;
+  backend::WorkerFailures failures(job.num_active_workers());
+  pool_->run(job, &failures, control);
+  failures.rethrow_lowest();
 }
 
 }  // namespace pasha

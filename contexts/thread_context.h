@@ -6,7 +6,7 @@
 #include <string>
 
 #include "contexts/binding.h"
-#include "pasha/context.h"
+#include "pasha/backend.h"
 
 namespace pasha {
 
@@ -28,7 +28,10 @@ namespace pasha {
 //
 // map may be called from several threads at once (the maps run one after the other); a map called
 // from inside a kernel runs inline in that worker.
-class ThreadContext final : public Context {
+//
+// In a process forked from the one that made the context, the context starts a new pool of its own
+// on its first map there (the old pool's threads exist only in the parent).
+class ThreadContext final : public BoundContext {
  public:
   // One worker per physical core this process may run on.
   ThreadContext();
@@ -37,14 +40,11 @@ class ThreadContext final : public Context {
   ~ThreadContext() override;
 
   std::string name() const override { return "threads"; }
-  // The cpuset worker `worker_id` is bound to, as hwloc prints lists ("0", "2-3"); see above for
-  // worker 0. Throws std::out_of_range for a bad worker id.
-  std::string binding(int worker_id) const;
-  const BindingPlan& binding_plan() const noexcept;
 
  protected:
   std::shared_ptr<void> allocate(std::size_t bytes) override;
-  void launch(detail::Job& job) override;
+  void launch(backend::Job& job) override;
+  void rebuild_after_fork() override;
 
  private:
   class Pool;

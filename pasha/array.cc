@@ -1,6 +1,8 @@
 #include "pasha/array.h"
 
+#include <algorithm>
 #include <limits>
+#include <numeric>
 
 namespace pasha {
 
@@ -42,27 +44,66 @@ std::string Shape::to_string() const {
 
 namespace detail {
 
-std::array<std::ptrdiff_t, kMaxRank> contiguous_strides(const Shape& shape, Order order) {
-  std::array<std::ptrdiff_t, kMaxRank> strides{};
-  std::ptrdiff_t stride = 1;
+Strides contiguous_strides(const Shape& shape, Order order) noexcept {
+  Strides strides{};
+  std::size_t stride = 1;  // unsigned: a caller's unchecked shape wraps instead of overflowing
   const std::size_t n = shape.ndim();
   for (std::size_t k = 0; k < n; ++k) {
     const std::size_t axis = order == Order::C ? n - 1 - k : k;
-    strides[axis] = stride;
-    stride *= static_cast<std::ptrdiff_t>(shape[axis]);
+    strides[axis] = static_cast<std::ptrdiff_t>(stride);
+    stride *= shape[axis];
   }
   return strides;
 }
 
-std::size_t checked_byte_size(const Shape& shape, std::size_t element_size) {
-  const std::size_t n = shape.num_elements();
-  // Keep byte counts within ptrdiff_t so that pointer arithmetic over the whole array is defined.
-  const std::size_t limit = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max());
-  if (element_size != 0 && n > limit / element_size) {
-    throw std::invalid_argument("pasha: shape " + shape.to_string() + " of " + std::to_string(element_size) +
-                                "-byte elements is too large: its byte size overflows");
-  }
-  return n * element_size;
+namespace {
+
+constexpr std::size_t kMaxBytes = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max());
+
+[[noreturn]] void throw_too_large(const Shape& shape, std::size_t element_size) {
+  throw std::invalid_argument("pasha: shape " + shape.to_string() + " of " + std::to_string(element_size) +
+                              "-byte elements is too large: its byte size or a stride overflows");
+}
+
+// a * b, or throw_too_large when the product exceeds kMaxBytes.
+std::size_t checked_product(std::size_t a, std::size_t b, const Shape& shape, std::size_t element_size) {
+  if (b != 0 && a > kMaxBytes / b) throw_too_large(shape, element_size);
+  return a * b;
+}
+
+// The byte stride of every axis of a contiguous `shape` (and the bytes of the whole), checked: with a
+// zero extent the array is empty, but its strides are still products of the other extents.
+void check_strides(const Shape& shape, std::size_t element_size) {
+  std::size_t bytes = element_size;
+  for (std::size_t extent : shape) bytes = checked_product(bytes, std::max<std::size_t>(extent, 1), shape, element_size);
+}
+
+}  // namespace
+
+Layout contiguous_layout(const Shape& shape, std::size_t element_size, Order order) {
+  check_strides(shape, element_size);
+  return {shape, contiguous_strides(shape, order), checked_product(shape.num_elements(), element_size, shape, element_size)};
+}
+
+Layout per_worker_layout(const Shape& shape, std::size_t element_size, Order order, int num_workers,
+                         std::size_t alignment) {
+  Shape full = shape;
+  const std::size_t worker_axis = order == Order::C ? 0 : full.ndim();
+  full.insert(worker_axis, static_cast<std::size_t>(num_workers));
+  check_strides(full, element_size);
+  const std::size_t slice_bytes = checked_product(shape.num_elements(), element_size, full, element_size);
+  // Slices start on multiples of lcm(alignment, element_size): aligned, and a whole number of elements.
+  const std::size_t unit = std::lcm(alignment, element_size);
+  const std::size_t slice_stride = (slice_bytes + unit - 1) / unit * unit;
+  Layout layout{full, contiguous_strides(full, order),
+                checked_product(slice_stride, static_cast<std::size_t>(num_workers), full, element_size)};
+  layout.strides[worker_axis] = static_cast<std::ptrdiff_t>(slice_stride / element_size);
+  return layout;
+}
+
+void throw_not_zero_dimensional(std::size_t ndim) {
+  throw std::logic_error("pasha::Array: only a 0-d array converts to its element; this one is " +
+                         std::to_string(ndim) + "-d");
 }
 
 }  // namespace detail

@@ -80,14 +80,34 @@ class Shape {
   std::size_t ndim_ = 0;
 };
 
+// Element strides of an n-d array, one per dimension (unused entries are 0).
+using Strides = std::array<std::ptrdiff_t, kMaxRank>;
+
 namespace detail {
 
-// Strides (in elements) of a contiguous array of the given shape and order.
-std::array<std::ptrdiff_t, kMaxRank> contiguous_strides(const Shape& shape, Order order);
+// Strides (in elements) of a contiguous array of the given shape and order. The caller guarantees
+// that they fit (a shape checked by contiguous_layout, or part of one).
+Strides contiguous_strides(const Shape& shape, Order order) noexcept;
 
-// Checks that `shape` times `element_size` bytes fits in std::size_t and returns the byte count.
-// Throws std::invalid_argument naming the shape otherwise.
-std::size_t checked_byte_size(const Shape& shape, std::size_t element_size);
+// How an array of `shape` lies in memory: its full shape, strides (in elements) and byte size.
+struct Layout {
+  Shape shape;
+  Strides strides{};
+  std::size_t bytes = 0;
+};
+
+// A contiguous array of `shape`. Throws std::invalid_argument naming the shape when its byte size or
+// one of its strides overflows (byte counts stay within ptrdiff_t, so that pointer arithmetic over
+// the whole array is defined; this holds for arrays with a zero extent too).
+Layout contiguous_layout(const Shape& shape, std::size_t element_size, Order order);
+
+// An array of `shape` per worker: a worker axis of length num_workers is added (first for C order,
+// last for F order), and each worker's slice (contiguous, in `order`) starts `alignment` bytes apart
+// at least, on a multiple of `alignment` from the start. Throws like contiguous_layout.
+Layout per_worker_layout(const Shape& shape, std::size_t element_size, Order order, int num_workers,
+                         std::size_t alignment);
+
+[[noreturn]] void throw_not_zero_dimensional(std::size_t ndim);
 
 }  // namespace detail
 
@@ -102,10 +122,29 @@ class Array {
 
   Array() = default;
 
-  // Wraps `data`, owned by `owner`, as a contiguous array of the given shape and order.
+  // Wraps `data`, owned by `owner` (may be empty: then the caller keeps the memory alive), as a
+  // contiguous array of the given shape and order. Throws std::invalid_argument when the shape's
+  // byte size overflows.
   Array(std::shared_ptr<void> owner, T* data, const Shape& shape, Order order)
-      : owner_(std::move(owner)), data_(data), shape_(shape), strides_(detail::contiguous_strides(shape, order)),
-        order_(order) {}
+      : Array(std::move(owner), data, shape, detail::contiguous_layout(shape, sizeof(T), order).strides, order) {}
+
+  // Wraps `data` with explicit strides (in elements, one per dimension of `shape`); `order` is the
+  // order in which operator[] and iteration visit elements.
+  Array(std::shared_ptr<void> owner, T* data, const Shape& shape, const Strides& strides, Order order)
+      : owner_(std::move(owner)), data_(data), shape_(shape), strides_(strides), order_(order),
+        contiguous_(is_contiguous(order)) {}
+
+  // The same view without a share of the ownership: valid while another handle keeps the memory
+  // alive, and copying it touches no reference count. What pasha hands kernels for sub-arrays.
+  Array unowned() const noexcept {
+    Array view;
+    view.data_ = data_;
+    view.shape_ = shape_;
+    view.strides_ = strides_;
+    view.order_ = order_;
+    view.contiguous_ = contiguous_;
+    return view;
+  }
 
   std::span<const std::size_t> shape() const noexcept { return {shape_.begin(), shape_.ndim()}; }
   std::span<const std::ptrdiff_t> strides() const noexcept { return {strides_.data(), shape_.ndim()}; }
@@ -127,6 +166,13 @@ class Array {
   T& operator[](std::size_t i) const noexcept {
     if (contiguous_) [[likely]] return data_[i];
     return *element_at_linear(i);
+  }
+
+  // A 0-d array (what a kernel gets along a 1-d array) converts to a reference to its element, so that
+  // `3 * v` works on it. Throws std::logic_error for an array of any other rank.
+  operator T&() const {  // NOLINT: implicit on purpose
+    if (ndim() != 0) [[unlikely]] detail::throw_not_zero_dimensional(ndim());
+    return *data_;
   }
 
   // The element at a multi-index; one index per dimension.

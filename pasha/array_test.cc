@@ -41,7 +41,54 @@ TEST(Shape, NegativeExtentsAndTooManyDimensionsAreInvalidArguments) {
 TEST(Shape, ElementCountOverflowIsInvalidArgument) {
   const std::size_t big = std::size_t{1} << 40;
   EXPECT_THROW(Shape({big, big}).num_elements(), std::invalid_argument);
-  EXPECT_THROW(detail::checked_byte_size(Shape({big, std::size_t{1} << 21}), 8), std::invalid_argument);
+  EXPECT_THROW(detail::contiguous_layout(Shape({big, std::size_t{1} << 21}), 8, Order::C), std::invalid_argument);
+}
+
+TEST(Layout, AZeroExtentMakesAnEmptyArrayButItsStridesMustStillFit) {
+  const std::size_t big = std::size_t{1} << 40;
+  EXPECT_THROW(detail::contiguous_layout(Shape({std::size_t{0}, big, big}), 1, Order::C), std::invalid_argument);
+  const detail::Layout empty = detail::contiguous_layout(Shape({std::size_t{0}, big}), 1, Order::C);
+  EXPECT_EQ(empty.bytes, 0u);
+  EXPECT_EQ(empty.strides[0], static_cast<std::ptrdiff_t>(big));
+}
+
+TEST(Layout, PerWorkerSlicesStartOnTheirOwnAlignedBoundary) {
+  const detail::Layout c = detail::per_worker_layout(Shape({3}), sizeof(double), Order::C, 4, 128);
+  EXPECT_EQ(c.shape, Shape({4, 3}));
+  EXPECT_EQ(c.strides[0], 16);  // 24 bytes of data, 128 bytes apart
+  EXPECT_EQ(c.strides[1], 1);
+  EXPECT_EQ(c.bytes, 4u * 128);
+  const detail::Layout f = detail::per_worker_layout(Shape({2, 20}), sizeof(float), Order::F, 3, 128);
+  EXPECT_EQ(f.shape, Shape({2, 20, 3}));
+  EXPECT_EQ(f.strides[0], 1);
+  EXPECT_EQ(f.strides[1], 2);
+  EXPECT_EQ(f.strides[2], 64);  // 160 bytes rounded up to 256
+  // Elements whose size does not divide the alignment: slices stay whole elements and aligned.
+  const detail::Layout odd = detail::per_worker_layout(Shape({1}), 24, Order::C, 2, 128);
+  EXPECT_EQ(odd.strides[0] * 24 % 128, 0);
+  EXPECT_THROW(detail::per_worker_layout(Shape({std::size_t{1} << 62}), 8, Order::C, 2, 128), std::invalid_argument);
+}
+
+TEST(Array, AZeroDimensionalArrayConvertsToItsElementAndOthersRefuse) {
+  auto released = std::make_shared<bool>(false);
+  Array<int> vector = MakeArray<int>({4}, Order::C, released);
+  vector[2] = 5;
+  Array<int> element = vector.slice(0, 2);
+  int& ref = element;
+  EXPECT_EQ(ref, 5);
+  EXPECT_EQ(3 * element, 15);
+  EXPECT_THROW(static_cast<void>(static_cast<int&>(vector)), std::logic_error);
+}
+
+TEST(Array, AnUnownedViewSeesTheSameElementsWithoutKeepingThemAlive) {
+  auto released = std::make_shared<bool>(false);
+  Array<int> owner = MakeArray<int>({3, 2}, Order::F, released);
+  Array<int> view = owner.unowned();
+  view(1, 1) = 9;
+  EXPECT_EQ(owner(1, 1), 9);
+  EXPECT_TRUE(std::ranges::equal(view.shape(), owner.shape()));
+  owner = Array<int>();
+  EXPECT_TRUE(*released) << "the view kept the memory alive";
 }
 
 TEST(Array, CopiesShareOneBufferWhichIsReleasedWithTheLastHandle) {

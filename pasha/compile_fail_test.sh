@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks that misuses of pasha's API fail to compile, with a message that says what is wrong.
+# Checks that misuses of pasha's API fail to compile, with a message that says what is wrong, and
+# that the public headers compile on their own.
 # Usage: compile_fail_test.sh; runs in the test's runfiles, compiling pasha/testdata/*.cc.
 set -u
 cd "${TEST_SRCDIR}/${TEST_WORKSPACE}" || exit 1
@@ -23,10 +24,21 @@ expect_failure() {
 expect_failure pasha/testdata/ambiguous_source.cc "matches more than one functor adapter"
 expect_failure pasha/testdata/unmappable_source.cc "this type is not mappable"
 expect_failure pasha/testdata/non_trivial_element.cc "T must be trivially copyable"
+expect_failure pasha/testdata/wrong_element_kernel.cc "must accept (worker_id, index, pasha::Array<T>)"
 
-# The same compiler and flags accept correct use, so the failures above are the misuses'.
-if ! "$CXX" -std=c++20 -fsyntax-only -I. pasha/pasha.h -x c++ 2>/dev/null; then
-  echo "FAIL: pasha/pasha.h does not compile on its own"
+# The same compiler and flags accept correct use, so the failures above are the misuses'; and each
+# public header includes what it uses.
+for header in pasha/pasha.h pasha/backend.h pasha/context.h pasha/array.h pasha/functor.h pasha/ndarray.h \
+              pasha/sequence.h pasha/options.h pasha/hooks.h pasha/errors.h pasha/job.h; do
+  if ! output=$("$CXX" -std=c++20 -fsyntax-only -I. -x c++ "$header" 2>&1); then
+    echo "FAIL: $header does not compile on its own"
+    echo "$output" | head -20
+    failures=$((failures + 1))
+  fi
+done
+if ! output=$("$CXX" -std=c++20 -fsyntax-only -I. pasha/testdata/generic_kernels.cc 2>&1); then
+  echo "FAIL: generic kernels over arrays do not compile"
+  echo "$output" | head -30
   failures=$((failures + 1))
 fi
 exit $((failures > 0))

@@ -2,18 +2,25 @@
 //
 // A context owns a fixed number of workers and knows how to reach them with memory: arrays from
 // `alloc` are reachable by this context's workers and by the caller, and every write a worker makes
-// to them is visible to the caller once `map` returns. Concrete contexts: SerialContext,
-// ThreadContext, ProcessContext (contexts/). Third parties may add their own by implementing the
-// protected interface; conformance/ checks them.
+// to them is visible to the caller once `map` returns. pasha's contexts are SerialContext,
+// ThreadContext and ProcessContext (contexts/) and MpiContext (contexts/mpi/); a third party adds its
+// own by implementing the protected interface described in pasha/backend.h, and checks it with the
+// conformance suite (conformance/).
 //
-// Thread-safety: `map` and `alloc` may be called from several threads at once (maps on one context,
-// hooks included, then run one after the other). `add_hook` must not race with `map`.
+// Thread-safety: `map` and `alloc` may be called from several threads at once; maps on one context,
+// hooks included, run one after the other. `add_hook` must not race with `map`.
+//
+// Fork: a context used in a process forked from the one that created it (a user's own fork())
+// notices and starts afresh there: no map of the parent continues in the child, and state that
+// belongs to one process (thread pools, control blocks) is rebuilt before the child's first map.
 #ifndef PASHA_CONTEXT_H_
 #define PASHA_CONTEXT_H_
 
+#include <sys/types.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,11 +29,11 @@
 #include <vector>
 
 #include "pasha/array.h"
-#include "pasha/detail/job.h"
 #include "pasha/detail/map_job.h"
 #include "pasha/detail/resolve_functor.h"
 #include "pasha/errors.h"
 #include "pasha/hooks.h"
+#include "pasha/job.h"
 #include "pasha/options.h"
 
 namespace pasha {
@@ -34,37 +41,45 @@ namespace pasha {
 // The most workers a context may have.
 inline constexpr int kMaxWorkers = 4096;
 
-namespace detail {
-template <class U, class T>
-using alloc_like_t = std::conditional_t<std::is_void_v<U>, T, U>;
-}  // namespace detail
+class Context;
+
+namespace backend {
+void run_worker(Context& context, Job& job, int worker_id, WorkerControl& control);
+void launch(Context& context, Job& job);
+}  // namespace backend
 
 class Context {
  public:
+  // Memory from allocate() is aligned to this many bytes, and each worker's slice of a per-worker
+  // array starts on such a boundary (two cache lines: workers never share one).
+  static constexpr std::size_t kAlignment = 128;
+
   virtual ~Context();
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
   int num_workers() const noexcept { return num_workers_; }
-  // "serial", "threads", "processes", or a third-party context's name.
+  // "serial", "threads", "processes", "mpi", or a third-party context's name.
   virtual std::string name() const = 0;
 
-  // A new array of `shape` (one or several extents), reachable by this context's workers.
-  // Throws std::invalid_argument when the byte size overflows, std::bad_alloc (or a subclass naming
-  // the size) when the memory cannot be had.
+  // A new array of `shape`, reachable by this context's workers. Without `.fill` the contents are
+  // unspecified. `.per_worker = true` adds a worker axis of length num_workers() (first for C order,
+  // last for F order) and starts each worker's slice on its own kAlignment boundary, so workers
+  // updating their own slice never share a cache line: a(w, ...) indexes worker w's slice, and the
+  // array is contiguous within each slice but (unless the slices fill whole lines) not as a whole.
+  // Throws std::invalid_argument when the byte size or a stride overflows, std::bad_alloc (or a
+  // subclass naming the size) when the memory cannot be had.
   template <class T>
   Array<T> alloc(const Shape& shape, const AllocOptions<T>& options = {}) {
     static_assert(std::is_trivially_copyable_v<T>, "pasha::alloc<T>: T must be trivially copyable");
     static_assert(alignof(T) <= kAlignment, "pasha::alloc<T>: T is over-aligned");
-    Shape full = shape;
-    if (options.per_worker) {
-      full.insert(options.order == Order::C ? 0 : full.ndim(), static_cast<std::size_t>(num_workers_));
-    }
-    const std::size_t bytes = detail::checked_byte_size(full, sizeof(T));
-    std::shared_ptr<void> memory = allocate(bytes);
-    Array<T> array(memory, static_cast<T*>(memory.get()), full, options.order);
-    if (options.fill) std::fill(array.data(), array.data() + array.size(), *options.fill);
-    return array;
+    const detail::Layout layout = options.per_worker
+                                      ? detail::per_worker_layout(shape, sizeof(T), options.order, num_workers_, kAlignment)
+                                      : detail::contiguous_layout(shape, sizeof(T), options.order);
+    std::shared_ptr<void> memory = allocate(layout.bytes);
+    T* data = static_cast<T*>(memory.get());
+    if (options.fill) std::fill(data, data + layout.bytes / sizeof(T), *options.fill);
+    return Array<T>(std::move(memory), data, layout.shape, layout.strides, options.order);
   }
 
   // A new array like `prototype`: same shape, order and element type unless the options (or U)
@@ -83,14 +98,15 @@ class Context {
   // or a sized random-access range (pasha/functor.h).
   //
   // If a worker fails, the others are stopped early and map throws pasha::WorkerError for the lowest
-  // failed worker id; the context stays usable. Called from inside a kernel, map runs inline on the
-  // calling worker, serially, without hooks.
+  // failed worker id; the context stays usable. Called from inside a kernel (of any context), map runs
+  // inline on the calling worker, serially, without hooks, and its kernel gets the calling worker's id;
+  // an exception from that inner kernel propagates to the outer one unchanged.
   template <class Kernel, class Source>
   void map(Kernel&& kernel, Source&& source, const MapOptions& options = {}) {
     auto&& functor = detail::as_functor(std::forward<Source>(source));
     using F = std::remove_reference_t<decltype(functor)>;
-    if (detail::in_worker()) {
-      detail::run_nested(functor, kernel);
+    if (const int worker_id = this_worker_id(); worker_id >= 0) {
+      detail::run_nested(functor, kernel, worker_id);
       return;
     }
     detail::MapJob<F, std::remove_reference_t<Kernel>> job(functor, kernel, num_workers_, options);
@@ -100,31 +116,43 @@ class Context {
   // Adds a hook called around every later map of this context (pasha/hooks.h).
   void add_hook(std::shared_ptr<MapHook> hook);
 
-  // Worker-facing hook calls, for contexts' workers (through detail::run_worker).
-  void call_pre_worker_hooks(int worker_id);
-  void call_post_worker_hooks(int worker_id);
-
  protected:
-  // Memory returned by allocate() is aligned to this many bytes.
-  static constexpr std::size_t kAlignment = 64;
-
   // Throws std::invalid_argument unless 1 <= num_workers <= kMaxWorkers.
   explicit Context(int num_workers);
 
-  // `bytes` of memory reachable by every worker of this context, aligned to kAlignment, released when
-  // the last copy of the returned pointer goes. Contents unspecified.
+  // The backend contract (pasha/backend.h).
   virtual std::shared_ptr<void> allocate(std::size_t bytes) = 0;
+  virtual void launch(backend::Job& job) = 0;
 
-  // Runs workers 0 .. job.num_active_workers() - 1, each through detail::run_worker, and waits for
-  // all. On failure throws WorkerError for the lowest failed worker id, after all workers stopped.
-  virtual void launch(detail::Job& job) = 0;
+  // Called in a process forked from the one that made this context, before the child's first map
+  // of it, with no map of it running: rebuild what belongs to one process (threads, control blocks,
+  // descriptors). What was inherited must not be released or waited for (its threads do not exist
+  // here, and its locks may be held forever); let it go. Arrays made before the fork stay shared
+  // between both processes. The default does nothing.
+  virtual void rebuild_after_fork() {}
+
+  // Runs `f` under the lock that maps hold, so that it has the context's workers to itself; for an
+  // allocate that uses them. Not from inside a kernel of this context (that would wait for itself).
+  template <class F>
+  decltype(auto) exclusively(F&& f) {
+    adopt_if_forked();
+    std::lock_guard lock(map_mutex_);
+    return std::forward<F>(f)();
+  }
 
  private:
-  void run_job(detail::Job& job);
+  friend void backend::run_worker(Context& context, backend::Job& job, int worker_id,
+                                  backend::WorkerControl& control);
+  friend void backend::launch(Context& context, backend::Job& job);
+
+  void run_job(backend::Job& job);
+  // Resets what belongs to another process when this process is a fork of the one that made it.
+  void adopt_if_forked();
 
   int num_workers_;
   std::vector<std::shared_ptr<MapHook>> hooks_;
   std::recursive_mutex map_mutex_;  // one map at a time, hooks included (a hook may map)
+  std::atomic<pid_t> owner_pid_;    // the process map_mutex_ and the context's state belong to
 };
 
 // Checks a worker count for a context constructor; returns it or throws std::invalid_argument.

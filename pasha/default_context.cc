@@ -1,6 +1,10 @@
 #include "pasha/default_context.h"
 
+#include <pthread.h>
+
+#include <atomic>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -11,11 +15,22 @@
 namespace pasha {
 namespace {
 
-std::mutex default_mutex;
+// The default context: owned by `slot`, read through `current` without a lock (a worker process
+// forked while another thread held the mutex must still reach it). The mutex is re-initialised in
+// every forked child, since the thread that may have held it does not exist there.
+struct DefaultSlot {
+  std::mutex mutex;
+  std::shared_ptr<Context> owner;
+  std::atomic<Context*> current{nullptr};
+};
 
-std::shared_ptr<Context>& default_slot() {
-  static std::shared_ptr<Context> context;
-  return context;
+DefaultSlot& default_slot() {
+  static DefaultSlot* const slot = [] {
+    static DefaultSlot instance;
+    pthread_atfork(nullptr, nullptr, [] { new (&instance.mutex) std::mutex(); });
+    return &instance;
+  }();
+  return *slot;
 }
 
 }  // namespace
@@ -39,16 +54,22 @@ std::shared_ptr<Context> make_context(std::string_view name, std::optional<int> 
 }
 
 Context& default_context() {
-  std::lock_guard lock(default_mutex);
-  auto& context = default_slot();
-  if (!context) context = make_context("processes");
-  return *context;
+  DefaultSlot& slot = default_slot();
+  if (Context* context = slot.current.load(std::memory_order_acquire)) return *context;
+  std::lock_guard lock(slot.mutex);
+  if (!slot.owner) {
+    slot.owner = make_context("processes");
+    slot.current.store(slot.owner.get(), std::memory_order_release);
+  }
+  return *slot.owner;
 }
 
 void set_default_context(std::shared_ptr<Context> context) {
   if (!context) throw std::invalid_argument("pasha: set_default_context got a null context");
-  std::lock_guard lock(default_mutex);
-  default_slot() = std::move(context);
+  DefaultSlot& slot = default_slot();
+  std::lock_guard lock(slot.mutex);
+  slot.current.store(context.get(), std::memory_order_release);
+  slot.owner = std::move(context);
 }
 
 void set_default_context(std::string_view name, std::optional<int> num_workers) {

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -14,10 +15,16 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// Checked in a fresh process (the "threadsafe" death-test style re-runs this binary for the one
+// statement), so that other tests setting the default context cannot change what it sees.
 TEST(DefaultContext, IsAProcessContextWithTheDefaultWorkerCountAtStart) {
-  Context& context = default_context();
-  EXPECT_EQ(context.name(), "processes");
-  EXPECT_EQ(context.num_workers(), default_num_workers());
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        const Context& context = default_context();
+        std::exit(context.name() == "processes" && context.num_workers() == default_num_workers() ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST(DefaultContext, FreeFunctionsTripleTheInputInPlace) {

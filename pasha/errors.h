@@ -2,7 +2,6 @@
 #ifndef PASHA_ERRORS_H_
 #define PASHA_ERRORS_H_
 
-#include <exception>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -49,21 +48,6 @@ class AllocationError : public std::bad_alloc {
   std::runtime_error message_;  // a string that copies without throwing
 };
 
-namespace detail {
-
-// Throws WorkerError for `worker_id` with `cause` nested; `cause` must not be null.
-[[noreturn]] void throw_worker_error(int worker_id, std::exception_ptr cause);
-
-// Throws WorkerError for `worker_id` with a RemoteError nested.
-[[noreturn]] void throw_remote_worker_error(int worker_id, const std::string& type_name, const std::string& message);
-
-// A readable description of an exception: its what() (or "unknown exception"), for error records.
-std::string describe(std::exception_ptr error);
-
-// The demangled type name of the exception currently being handled.
-std::string current_exception_type_name();
-
-}  // namespace detail
 }  // namespace pasha
 
 #endif  // PASHA_ERRORS_H_

@@ -1,20 +1,30 @@
-// Functors: how pasha splits a collection into shares, one per worker, and walks a share.
+// Functors: how pasha splits a collection into shares and walks a share.
 //
 // A functor is any type with
-//   auto split(int num_workers)            -> a range of at most num_workers shares, share i for worker i
+//   auto split(int num_workers)            -> a range of shares
 //   template <class V> void iterate(const Share& share, V&& visit)
 //                                          -> calls visit(index, values...) for each element of the share
 // and the kernel is then called as kernel(worker_id, index, values...). `iterate` may run concurrently
 // on several threads for different shares, and in forked worker processes.
 //
-// A functor whose shares are pasha::IndexRange and that has `std::size_t size()` is an *indexed*
-// functor: pasha may then cut its shares into chunks, which gives prompt cancellation after an error
-// and dynamic scheduling. The built-in adapters (ranges, arrays, XFEL runs) are all indexed.
+// Shares and workers: when split(n) returns at most n shares, worker w runs share w (shares beyond
+// the count leave their workers idle). When it returns more (one share per file, per module, ...),
+// shares are handed out in ascending order to whichever worker is free, as a pool would: a worker
+// then runs several shares, and which worker runs which share depends on timing.
 //
-// Collections become mappable in one of three ways, tried in this order of preference but never
-// together (a type that matches two is a compile error): the type is a functor itself; an ADL
-// function `pasha_functor(const T&)` returns a functor for it; or it is a built-in case (a sized
-// random-access range, or a pasha::Array).
+// Stopping early: visit(...) returns true while the map goes on and false once it has been cancelled
+// (a worker failed); after false, further visits do nothing. A functor may stop walking its share
+// when it sees false; one that ignores the result still stops calling kernels. pasha never throws
+// through a functor's iterate to stop it, so iterate may be noexcept or walk a C callback API.
+//
+// A functor whose shares are pasha::IndexRange and that has `std::size_t size()` is an *indexed*
+// functor: pasha may then cut its shares into chunks, which gives dynamic scheduling, and split may
+// be left out (pasha then splits [0, size()) evenly). The built-in adapters (ranges, arrays, XFEL
+// runs) are all indexed.
+//
+// Collections become mappable in one of three ways, never two at once (a type that matches two is a
+// compile error): the type is a functor itself; an ADL function `pasha_functor(const T&)` returns a
+// functor for it; or it is a built-in case (a sized random-access range, or a pasha::Array).
 #ifndef PASHA_FUNCTOR_H_
 #define PASHA_FUNCTOR_H_
 
@@ -36,7 +46,8 @@ struct IndexRange {
 };
 
 // Splits positions [0, size) into at most `num_workers` contiguous, ascending, non-empty shares whose
-// sizes differ by at most one (EXtra-pasha's gen_split_slices without the empty slices).
+// sizes differ by at most one (EXtra-pasha's gen_split_slices without the empty slices). Throws
+// std::invalid_argument when num_workers < 1.
 std::vector<IndexRange> split_evenly(std::size_t size, int num_workers);
 
 namespace detail {
@@ -44,29 +55,56 @@ namespace detail {
 // A visitor that accepts anything, used only to ask whether `iterate` can be called.
 struct AnyVisitor {
   template <class... Values>
-  void operator()(std::size_t, Values&&...) const {}
+  bool operator()(std::size_t, Values&&...) const {
+    return true;
+  }
 };
 
 template <class F>
-using split_result_t = decltype(std::declval<F&>().split(1));
+concept HasSize = requires(const F& functor) {
+  { functor.size() } -> std::convertible_to<std::size_t>;
+};
+
+template <class F>
+concept HasSplit = requires(F& functor) {
+  { functor.split(1) } -> std::ranges::input_range;
+};
+
+template <class F>
+struct ShareOf {
+  using type = IndexRange;  // a functor without split: indexed, split evenly by pasha
+};
+template <HasSplit F>
+struct ShareOf<F> {
+  using type = std::ranges::range_value_t<decltype(std::declval<F&>().split(1))>;
+};
 
 }  // namespace detail
 
+// The type of one share of functor F.
 template <class F>
-concept Functor = requires(F& functor) {
-  { functor.split(1) } -> std::ranges::input_range;
-} && requires(F& functor, const std::ranges::range_value_t<detail::split_result_t<F>>& share) {
+using share_t = typename detail::ShareOf<F>::type;
+
+template <class F>
+concept Functor = (detail::HasSplit<F> || detail::HasSize<F>) && requires(F& functor, const share_t<F>& share) {
   functor.iterate(share, detail::AnyVisitor{});
 };
 
-// The type of one share of functor F.
-template <Functor F>
-using share_t = std::ranges::range_value_t<detail::split_result_t<F>>;
-
 template <class F>
-concept IndexedFunctor = Functor<F> && std::same_as<share_t<F>, IndexRange> && requires(const F& functor) {
-  { functor.size() } -> std::convertible_to<std::size_t>;
-};
+concept IndexedFunctor = Functor<F> && std::same_as<share_t<F>, IndexRange> && detail::HasSize<F>;
+
+// The shares of `functor` for `num_workers` workers: its own split, or for an indexed functor
+// without one, [0, size()) split evenly.
+template <Functor F>
+std::vector<share_t<F>> split_shares(F& functor, int num_workers) {
+  if constexpr (detail::HasSplit<F>) {
+    std::vector<share_t<F>> shares;
+    for (auto&& share : functor.split(num_workers)) shares.push_back(std::forward<decltype(share)>(share));
+    return shares;
+  } else {
+    return split_evenly(static_cast<std::size_t>(functor.size()), num_workers);
+  }
+}
 
 }  // namespace pasha
 

@@ -8,6 +8,9 @@
 #include <cstddef>
 #include <initializer_list>
 #include <optional>
+#include <ranges>
+#include <type_traits>
+#include <utility>
 
 #include "pasha/array.h"
 
@@ -32,6 +35,10 @@ class ShapeOverride {
   ShapeOverride(std::initializer_list<I> extents) : shape_(Shape(extents)) {}  // NOLINT
   template <std::integral I>
   ShapeOverride(I extent) : shape_(Shape(extent)) {}  // NOLINT
+  // Any range of integers, such as a std::vector<std::size_t> computed at run time.
+  template <std::ranges::input_range R>
+    requires std::integral<std::ranges::range_value_t<R>> && (!std::same_as<std::remove_cvref_t<R>, Shape>)
+  ShapeOverride(R&& extents) : shape_(Shape(std::forward<R>(extents))) {}  // NOLINT
 
   bool has_value() const noexcept { return shape_.has_value(); }
   const Shape& operator*() const { return *shape_; }
@@ -64,6 +71,12 @@ struct MapOptions {
   // Elements per chunk for Schedule::dynamic; 0 picks one (about 16 chunks per worker).
   std::size_t chunk = 0;
 };
+
+namespace detail {
+// The element type of alloc_like<U>(prototype of T): U, or T when U is void.
+template <class U, class T>
+using alloc_like_t = std::conditional_t<std::is_void_v<U>, T, U>;
+}  // namespace detail
 
 }  // namespace pasha
 

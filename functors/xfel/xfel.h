@@ -212,7 +212,6 @@ class DataCollection {
 
   // Functor interface.
   std::size_t size() const noexcept { return train_ids_.size(); }
-  std::vector<IndexRange> split(int num_workers) const { return split_evenly(size(), num_workers); }
   template <class Visit>
   void iterate(const IndexRange& share, Visit&& visit) const {
     for (std::size_t i = share.begin; i < share.end; ++i) {
@@ -310,7 +309,6 @@ class KeyData {
 
   // Functor interface.
   std::size_t size() const noexcept { return collection_.size(); }
-  std::vector<IndexRange> split(int num_workers) const { return split_evenly(size(), num_workers); }
   template <class Visit>
   void iterate(const IndexRange& share, Visit&& visit) const {
     for (std::size_t i = share.begin; i < share.end; ++i) {

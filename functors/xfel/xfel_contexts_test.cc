@@ -10,28 +10,18 @@
 #include <string>
 #include <vector>
 
-#include "contexts/process_context.h"
-#include "contexts/serial_context.h"
-#include "contexts/thread_context.h"
+#include "conformance/pasha_contexts.h"
 #include "functors/xfel/testing/temp_run.h"
 #include "functors/xfel/xfel.h"
-#include "pasha/context.h"
 #include "pasha/errors.h"
-#include "tools/xfel/make_run.h"
+#include "functors/xfel/testing/make_run.h"
 
 namespace pasha::xfel {
 namespace {
 
-using Factory = std::function<std::shared_ptr<Context>()>;
-
-struct ContextCase {
-  std::string name;
-  Factory make;
-};
-
-class XfelInEveryContext : public ::testing::TestWithParam<ContextCase> {
+class XfelInEveryContext : public ::testing::TestWithParam<conformance::ContextFactory> {
  protected:
-  void SetUp() override { context_ = GetParam().make(); }
+  void SetUp() override { context_ = GetParam()(); }
   Context& ctx() { return *context_; }
 
   static const testing::TempRun& run() {
@@ -172,7 +162,8 @@ TEST_P(XfelInEveryContext, HandlesOpenedByTheCallerBeforeTheMapStayUsableOnBothS
 }
 
 TEST_P(XfelInEveryContext, ABadIndexInOneTrainFailsTheMapWithAWorkerError) {
-  const testing::TempRun bad = testing::make_temp_run("contexts_bad_" + GetParam().name);
+  const testing::TempRun bad =
+      testing::make_temp_run("contexts_bad_" + ctx().name() + "_" + std::to_string(ctx().num_workers()));
   {
     const hid_t f = H5Fopen(bad.files[1].c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
     ASSERT_GE(f, 0);
@@ -199,14 +190,8 @@ TEST_P(XfelInEveryContext, ABadIndexInOneTrainFailsTheMapWithAWorkerError) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Contexts, XfelInEveryContext,
-    ::testing::Values(ContextCase{"serial", [] { return std::make_shared<SerialContext>(); }},
-                      ContextCase{"threads_3", [] { return std::make_shared<ThreadContext>(3); }},
-                      ContextCase{"threads_2", [] { return std::make_shared<ThreadContext>(2); }},
-                      ContextCase{"processes_3", [] { return std::make_shared<ProcessContext>(3); }},
-                      ContextCase{"processes_2", [] { return std::make_shared<ProcessContext>(2); }}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(PashaContexts, XfelInEveryContext, ::testing::ValuesIn(conformance::pasha_contexts()),
+                         conformance::ContextName{});
 
 }  // namespace
 }  // namespace pasha::xfel

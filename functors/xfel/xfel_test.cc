@@ -14,7 +14,7 @@
 #include "contexts/serial_context.h"
 #include "functors/xfel/detail/run_file.h"
 #include "functors/xfel/testing/temp_run.h"
-#include "tools/xfel/make_run.h"
+#include "functors/xfel/testing/make_run.h"
 
 namespace pasha::xfel {
 namespace {

@@ -1,4 +1,15 @@
-// MapJob: the Job for one map of a kernel over a functor. Internal to pasha.
+// MapJob: the backend::Job of one map of a kernel over a functor. Internal to pasha.
+//
+// Scheduling (MapOptions, pasha/functor.h): static shares (worker w runs share w), shares handed out
+// to free workers when the functor returns more shares than workers, or dynamic chunks of an indexed
+// functor claimed from WorkerControl::next_position.
+//
+// Cancellation: an indexed share is walked in chunks of about 1/64 of the share (at least 1, at most
+// 16384 elements) and the cancel flag is looked at between chunks, so that workers whose elements are
+// expensive (a file, a train) stop within a few elements and cheap loops keep their vectorised inner
+// loop. Each worker runs the first chunk of its share before looking, so that when every worker fails
+// at once the reported worker (the lowest id) does not depend on timing. A non-indexed functor is
+// stopped by its visitor, which returns false and calls no kernel once the map is cancelled.
 #ifndef PASHA_DETAIL_MAP_JOB_H_
 #define PASHA_DETAIL_MAP_JOB_H_
 
@@ -6,68 +17,87 @@
 #include <atomic>
 #include <concepts>
 #include <cstddef>
-#include <ranges>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <typeinfo>
 #include <utility>
 #include <vector>
 
-#include "pasha/detail/job.h"
 #include "pasha/functor.h"
+#include "pasha/job.h"
 #include "pasha/options.h"
 
 namespace pasha::detail {
 
-// Thrown inside a non-indexed functor's iterate to stop a cancelled worker; never leaves the worker.
-struct Cancelled {};
+template <class K>
+concept HasPlainCallOperator = requires { &K::operator(); };
 
-// Elements a worker runs between two looks at the cancel flag (static schedule, indexed functors).
-inline constexpr std::size_t kCancelCheckInterval = 1 << 14;
+// A kernel whose call operator is a template (a lambda with auto parameters, say): asking whether it
+// accepts some type would instantiate its body, so adapters must not ask.
+template <class K>
+inline constexpr bool kIsGenericKernel = std::is_class_v<K> && !HasPlainCallOperator<K>;
 
 // The visitor a functor calls: visit(index, values...) -> kernel(worker_id, index, values...).
-// Constrained, so that functors can ask which values the kernel accepts.
+// Constrained, so that functors can ask which values a (non-generic) kernel accepts.
 template <class Kernel>
 struct KernelVisitor {
+  static constexpr bool kKernelIsGeneric = kIsGenericKernel<std::remove_cvref_t<Kernel>>;
   Kernel& kernel;
   int worker_id;
 
   template <class... Values>
     requires std::invocable<Kernel&, int, std::size_t, Values...>
-  void operator()(std::size_t index, Values&&... values) const {
+  bool operator()(std::size_t index, Values&&... values) const {
     kernel(worker_id, index, std::forward<Values>(values)...);
+    return true;
   }
 };
 
-// A KernelVisitor that stops the worker once the map is cancelled; for functors whose shares pasha
-// cannot cut into chunks.
+// A KernelVisitor for functors whose shares pasha cannot cut into chunks: once the map is cancelled
+// it calls no kernel and returns false, and it counts progress per element.
 template <class Kernel>
 struct CancellableKernelVisitor {
+  static constexpr bool kKernelIsGeneric = KernelVisitor<Kernel>::kKernelIsGeneric;
   KernelVisitor<Kernel> visit;
   const std::atomic<bool>& cancelled;
+  std::atomic<std::size_t>* progress;
 
   template <class... Values>
     requires std::invocable<Kernel&, int, std::size_t, Values...>
-  void operator()(std::size_t index, Values&&... values) const {
-    if (cancelled.load(std::memory_order_relaxed)) throw Cancelled{};
+  bool operator()(std::size_t index, Values&&... values) const {
+    if (cancelled.load(std::memory_order_relaxed)) return false;
     visit(index, std::forward<Values>(values)...);
+    if (progress != nullptr) progress->fetch_add(1, std::memory_order_relaxed);
+    return true;
   }
 };
 
-template <class F, class Kernel>
-class MapJob final : public Job {
+// Elements run between two looks at the cancel flag, for a share of `size` elements.
+constexpr std::size_t cancel_check_interval(std::size_t size) noexcept {
+  return std::clamp<std::size_t>(size / 64, 1, std::size_t{1} << 14);
+}
+
+// The part of a MapJob that does not depend on its types.
+class MapJobBase : public backend::Job {
  public:
-  MapJob(F& functor, Kernel& kernel, int num_workers, const MapOptions& options)
-      : functor_(functor), kernel_(kernel), options_(options) {
-    if constexpr (IndexedFunctor<F>) num_elements_ = functor.size();
+  // Where workers count the elements they have finished, when the map reports progress: memory every
+  // worker and the caller can reach. Null (the default) counts nothing.
+  void count_progress_in(std::atomic<std::size_t>* counter) noexcept { progress_ = counter; }
+
+ protected:
+  std::atomic<std::size_t>* progress_ = nullptr;
+};
+
+template <class F, class Kernel>
+class MapJob final : public MapJobBase {
+ public:
+  // Throws std::invalid_argument for a dynamic schedule of a functor that is not indexed.
+  MapJob(F& functor, Kernel& kernel, int num_workers, const MapOptions& options) : functor_(functor), kernel_(kernel) {
+    if constexpr (IndexedFunctor<F>) num_elements_ = static_cast<std::size_t>(functor.size());
     if (options.schedule == Schedule::dynamic) {
       if constexpr (IndexedFunctor<F>) {
-        size_ = functor.size();
-        if (options_.chunk == 0) {
-          options_.chunk = std::max<std::size_t>(1, size_ / (16 * static_cast<std::size_t>(num_workers)));
-        }
-        const std::size_t chunks = (size_ + options_.chunk - 1) / options_.chunk;
-        num_active_workers_ = static_cast<int>(std::min<std::size_t>(chunks, static_cast<std::size_t>(num_workers)));
+        plan_chunks(num_workers, options.chunk);
         return;
       } else {
         throw std::invalid_argument(std::string("pasha::map: Schedule::dynamic needs an indexed functor (shares of "
@@ -75,55 +105,87 @@ class MapJob final : public Job {
                                     typeid(F).name() + " is not one");
       }
     }
-    for (auto&& share : functor.split(num_workers)) shares_.push_back(std::forward<decltype(share)>(share));
-    if (shares_.size() > static_cast<std::size_t>(num_workers)) {
-      throw std::invalid_argument("pasha::map: the functor's split(" + std::to_string(num_workers) + ") returned " +
-                                  std::to_string(shares_.size()) + " shares; at most one per worker is allowed");
-    }
-    num_active_workers_ = static_cast<int>(shares_.size());
+    shares_ = split_shares(functor, num_workers);
+    handed_out_ = shares_.size() > static_cast<std::size_t>(num_workers);
+    num_active_workers_ = static_cast<int>(std::min(shares_.size(), static_cast<std::size_t>(num_workers)));
   }
 
-  void run(int worker_id, WorkerControl& control) override {
+  void run(int worker_id, backend::WorkerControl& control) override {
     const KernelVisitor<Kernel> visit{kernel_, worker_id};
     if constexpr (IndexedFunctor<F>) {
-      if (options_.schedule == Schedule::dynamic) {
-        for (;;) {
-          if (control.cancelled.load(std::memory_order_relaxed)) return;
-          const std::size_t begin = control.next_position.fetch_add(options_.chunk, std::memory_order_relaxed);
-          if (begin >= size_) return;
-          functor_.iterate(IndexRange{begin, std::min(size_, begin + options_.chunk)}, visit);
-        }
+      if (chunk_ > 0) {
+        run_chunks(visit, control);
+        return;
       }
-      const IndexRange share = shares_[static_cast<std::size_t>(worker_id)];
-      // Every worker runs its first chunk, so that a failure early in each share is reported for the
-      // lowest worker id whatever the timing; the cancel flag is checked between chunks.
-      for (std::size_t begin = share.begin; begin < share.end; begin += kCancelCheckInterval) {
-        if (begin != share.begin && control.cancelled.load(std::memory_order_relaxed)) return;
-        functor_.iterate(IndexRange{begin, std::min(share.end, begin + kCancelCheckInterval)}, visit);
-      }
-    } else {
-      try {
-        functor_.iterate(shares_[static_cast<std::size_t>(worker_id)],
-                         CancellableKernelVisitor<Kernel>{visit, control.cancelled});
-      } catch (const Cancelled&) {
-      }
+    }
+    if (!handed_out_) {
+      run_share(shares_[static_cast<std::size_t>(worker_id)], visit, control);
+      return;
+    }
+    while (!control.cancelled.load(std::memory_order_relaxed)) {
+      const std::size_t s = control.next_position.fetch_add(1, std::memory_order_relaxed);
+      if (s >= shares_.size()) return;
+      run_share(shares_[s], visit, control);
     }
   }
 
  private:
+  void run_share(const share_t<F>& share, const KernelVisitor<Kernel>& visit, backend::WorkerControl& control) {
+    if constexpr (IndexedFunctor<F>) {
+      const std::size_t interval = cancel_check_interval(share.size());
+      for (std::size_t begin = share.begin; begin < share.end;) {
+        const std::size_t end = share.end - begin > interval ? begin + interval : share.end;
+        functor_.iterate(IndexRange{begin, end}, visit);
+        count(end - begin);
+        begin = end;
+        if (begin < share.end && control.cancelled.load(std::memory_order_relaxed)) return;
+      }
+    } else {
+      functor_.iterate(share, CancellableKernelVisitor<Kernel>{visit, control.cancelled, progress_});
+    }
+  }
+
+  // Dynamic schedule: chunks claimed with a compare-and-swap, so that the counter never passes the
+  // size (a fetch_add of a huge chunk could wrap around and hand out elements twice).
+  void run_chunks(const KernelVisitor<Kernel>& visit, backend::WorkerControl& control) {
+    while (!control.cancelled.load(std::memory_order_relaxed)) {
+      std::size_t begin = control.next_position.load(std::memory_order_relaxed);
+      std::size_t end = 0;
+      do {
+        if (begin >= size_) return;
+        end = size_ - begin > chunk_ ? begin + chunk_ : size_;
+      } while (!control.next_position.compare_exchange_weak(begin, end, std::memory_order_relaxed));
+      functor_.iterate(IndexRange{begin, end}, visit);
+      count(end - begin);
+    }
+  }
+
+  void plan_chunks(int num_workers, std::size_t chunk) {
+    size_ = static_cast<std::size_t>(functor_.size());
+    const auto workers = static_cast<std::size_t>(num_workers);
+    chunk_ = chunk == 0 ? std::max<std::size_t>(1, size_ / (16 * workers)) : std::min(chunk, std::max<std::size_t>(size_, 1));
+    const std::size_t chunks = size_ / chunk_ + (size_ % chunk_ != 0 ? 1 : 0);
+    num_active_workers_ = static_cast<int>(std::min(chunks, workers));
+  }
+
+  void count(std::size_t elements) const noexcept {
+    if (progress_ != nullptr) progress_->fetch_add(elements, std::memory_order_relaxed);
+  }
+
   F& functor_;
   Kernel& kernel_;
-  MapOptions options_;
   std::vector<share_t<F>> shares_;
-  std::size_t size_ = 0;
+  bool handed_out_ = false;  // more shares than workers: taken from control.next_position
+  std::size_t size_ = 0;     // dynamic schedule: the functor's size
+  std::size_t chunk_ = 0;    // dynamic schedule: elements per chunk (0: static shares)
 };
 
-// Runs a map started from inside a kernel: inline, on the calling worker, as a serial context would
-// (one share, worker id 0), without hooks.
+// Runs a map started from inside a kernel: inline, on the calling worker (whose id the kernel gets),
+// as a serial context would, without hooks.
 template <class F, class Kernel>
-void run_nested(F& functor, Kernel& kernel) {
-  const KernelVisitor<Kernel> visit{kernel, 0};
-  for (auto&& share : functor.split(1)) functor.iterate(share, visit);
+void run_nested(F& functor, Kernel& kernel, int worker_id) {
+  const KernelVisitor<Kernel> visit{kernel, worker_id};
+  for (const auto& share : split_shares(functor, 1)) functor.iterate(share, visit);
 }
 
 }  // namespace pasha::detail

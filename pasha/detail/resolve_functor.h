@@ -6,10 +6,10 @@
 #include <type_traits>
 #include <utility>
 
-#include "functors/ndarray.h"
-#include "functors/sequence.h"
 #include "pasha/array.h"
 #include "pasha/functor.h"
+#include "pasha/ndarray.h"
+#include "pasha/sequence.h"
 
 namespace pasha::detail {
 

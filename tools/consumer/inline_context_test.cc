@@ -1,12 +1,11 @@
-// A third-party context: runs each worker's share in turn on the calling thread, with heap
-// memory. It exists to show that a context written outside pasha passes pasha's conformance suite.
-#include <exception>
+// A third-party context: runs each worker's share in turn on the calling thread, with heap memory.
+// It is written against pasha's backend contract alone (pasha/backend.h), as any context of your own
+// would be, and passes pasha's conformance suite.
 #include <memory>
-#include <new>
-#include <vector>
+#include <string>
 
 #include "conformance/conformance.h"
-#include "pasha/pasha.h"
+#include "pasha/backend.h"
 
 namespace consumer {
 
@@ -17,24 +16,14 @@ class InlineContext final : public pasha::Context {
 
  protected:
   std::shared_ptr<void> allocate(std::size_t bytes) override {
-    return std::shared_ptr<void>(::operator new(bytes + 1, std::align_val_t{kAlignment}),
-                                 [](void* p) { ::operator delete(p, std::align_val_t{kAlignment}); });
+    return pasha::backend::allocate_heap(bytes, kAlignment);
   }
 
-  void launch(pasha::detail::Job& job) override {
-    pasha::detail::WorkerControl control;
-    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(job.num_active_workers()));
-    for (int w = 0; w < job.num_active_workers(); ++w) {
-      try {
-        pasha::detail::run_worker(*this, job, w, control);
-      } catch (...) {
-        errors[static_cast<std::size_t>(w)] = std::current_exception();
-        control.cancelled = true;
-      }
-    }
-    for (std::size_t w = 0; w < errors.size(); ++w) {
-      if (errors[w]) pasha::detail::throw_worker_error(static_cast<int>(w), errors[w]);
-    }
+  void launch(pasha::backend::Job& job) override {
+    pasha::backend::WorkerControl control;
+    pasha::backend::WorkerFailures failures(job.num_active_workers());
+    for (int w = 0; w < job.num_active_workers(); ++w) failures.run(*this, job, w, control);
+    failures.rethrow_lowest();
   }
 };
 

@@ -1,4 +1,4 @@
-// Writes a synthetic European XFEL run (tools/xfel/make_run.h) into a directory.
+// Writes a synthetic European XFEL run (functors/xfel/testing/make_run.h) into a directory.
 //
 //   bazel run //tools/xfel:make_run -- OUTDIR [--version 1.0] [--trains 64] [--first-train 10000]
 //       [--da-per-file 25] [--det-per-file 40] [--image HxW] [--old-index]
@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "tools/xfel/make_run.h"
+#include "functors/xfel/testing/make_run.h"
 
 namespace {
 

@@ -27,12 +27,9 @@ std::pair<int, int> parse_version(const std::string& file_name, const std::strin
   return {major, minor};
 }
 
-struct VisitState {
-  std::vector<std::pair<std::string, bool>> objects;  // name, is dataset
-};
-
-herr_t collect_datasets(hid_t, const char* name, const H5O_info_t* info, void* data) {
-  if (info->type == H5O_TYPE_DATASET) static_cast<VisitState*>(data)->objects.emplace_back(name, true);
+// H5Ovisit callback: collects the names of the datasets below a group.
+herr_t collect_datasets(hid_t, const char* name, const H5O_info_t* info, void* datasets) {
+  if (info->type == H5O_TYPE_DATASET) static_cast<std::vector<std::string>*>(datasets)->emplace_back(name);
   return 0;
 }
 
@@ -146,11 +143,11 @@ void RunFile::load() {
   auto collect_keys = [&](const std::string& base, const std::string& key_prefix, const std::string& group,
                           Source& source) {
     Handle g = open_group(f, name, base);
-    VisitState state;
-    if (H5Ovisit2(g.get(), H5_INDEX_NAME, H5_ITER_INC, collect_datasets, &state, H5O_INFO_BASIC) < 0) {
+    std::vector<std::string> datasets;
+    if (H5Ovisit2(g.get(), H5_INDEX_NAME, H5_ITER_INC, collect_datasets, &datasets, H5O_INFO_BASIC) < 0) {
       fail(name, base, "cannot list the datasets");
     }
-    for (const auto& [object, is_dataset] : state.objects) {
+    for (const std::string& object : datasets) {
       Key key;
       key.dataset = base + "/" + object;
       key.group = group;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/xfel/make_run.h"
+#include "functors/xfel/testing/make_run.h"
 
 namespace pasha::xfel::testing {
 

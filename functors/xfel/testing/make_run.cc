@@ -1,4 +1,4 @@
-#include "tools/xfel/make_run.h"
+#include "functors/xfel/testing/make_run.h"
 
 #include <hdf5.h>
 

@@ -12,8 +12,8 @@
 // Train ids, index arrays, source lists and instrument datasets are padded with zeros (or empty
 // strings) to a multiple of RunSpec::pad_to. The values are the functions below of (train, row,
 // element), so readers can check every number.
-#ifndef PASHA_TOOLS_XFEL_MAKE_RUN_H_
-#define PASHA_TOOLS_XFEL_MAKE_RUN_H_
+#ifndef PASHA_FUNCTORS_XFEL_TESTING_MAKE_RUN_H_
+#define PASHA_FUNCTORS_XFEL_TESTING_MAKE_RUN_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -73,4 +73,4 @@ inline constexpr std::size_t kXgmIntensityLength = 20;
 
 }  // namespace pasha::xfel::mock
 
-#endif  // PASHA_TOOLS_XFEL_MAKE_RUN_H_
+#endif  // PASHA_FUNCTORS_XFEL_TESTING_MAKE_RUN_H_

@@ -3,14 +3,13 @@
 //
 // The range is not copied: an lvalue container is referred to (it must outlive the map), an rvalue
 // view is kept by value and an rvalue container is moved in.
-#ifndef PASHA_FUNCTORS_SEQUENCE_H_
-#define PASHA_FUNCTORS_SEQUENCE_H_
+#ifndef PASHA_SEQUENCE_H_
+#define PASHA_SEQUENCE_H_
 
 #include <cstddef>
 #include <iterator>
 #include <ranges>
 #include <utility>
-#include <vector>
 
 #include "pasha/functor.h"
 
@@ -19,6 +18,7 @@ namespace pasha {
 template <class R>
 concept SequenceLike = std::ranges::random_access_range<R> && std::ranges::sized_range<R>;
 
+// An indexed functor over a view.
 template <std::ranges::view V>
   requires SequenceLike<V>
 class SequenceFunctor {
@@ -26,7 +26,6 @@ class SequenceFunctor {
   explicit SequenceFunctor(V view) : view_(std::move(view)) {}
 
   std::size_t size() const { return static_cast<std::size_t>(std::ranges::size(view_)); }
-  std::vector<IndexRange> split(int num_workers) const { return split_evenly(size(), num_workers); }
 
   template <class Visit>
   void iterate(const IndexRange& share, Visit&& visit) {
@@ -53,4 +52,4 @@ auto make_sequence_functor(R&& range) {
 
 }  // namespace pasha
 
-#endif  // PASHA_FUNCTORS_SEQUENCE_H_
+#endif  // PASHA_SEQUENCE_H_

@@ -1,0 +1,118 @@
+#include "pasha/backend.h"
+
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <typeinfo>
+
+namespace pasha::backend {
+namespace {
+
+// A readable description of an exception: its what(), or a note that it has none.
+std::string describe(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception (not derived from std::exception)";
+  }
+}
+
+// The demangled type name of the exception being handled.
+std::string current_exception_type_name() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (type == nullptr) return "unknown";
+  int status = 0;
+  const std::unique_ptr<char, void (*)(void*)> demangled(abi::__cxa_demangle(type->name(), nullptr, nullptr, &status),
+                                                         std::free);
+  return status == 0 && demangled ? demangled.get() : type->name();
+}
+
+std::string failure_message(int worker_id, std::string_view what) {
+  return "pasha: worker " + std::to_string(worker_id) + " failed: " + std::string(what);
+}
+
+// Copies `text` into `destination` (null-terminated), cut to fit and ending in "..." if it is longer.
+void copy_truncated(char* destination, std::size_t capacity, std::string_view text) noexcept {
+  static constexpr std::string_view kEllipsis = "...";
+  if (text.size() < capacity) {
+    std::memcpy(destination, text.data(), text.size());
+    destination[text.size()] = '\0';
+    return;
+  }
+  const std::size_t keep = capacity - kEllipsis.size() - 1;
+  std::memcpy(destination, text.data(), keep);
+  std::memcpy(destination + keep, kEllipsis.data(), kEllipsis.size());
+  destination[capacity - 1] = '\0';
+}
+
+std::string_view text_of(const char* field, std::size_t capacity) noexcept { return {field, strnlen(field, capacity)}; }
+
+}  // namespace
+
+void WorkerFailures::run(Context& context, Job& job, int worker_id, WorkerControl& control) noexcept {
+  try {
+    run_worker(context, job, worker_id, control);
+  } catch (...) {
+    record(worker_id, std::current_exception(), control);
+  }
+}
+
+void WorkerFailures::record(int worker_id, std::exception_ptr error, WorkerControl& control) noexcept {
+  errors_[static_cast<std::size_t>(worker_id)] = std::move(error);
+  control.cancelled.store(true, std::memory_order_relaxed);
+}
+
+void WorkerFailures::rethrow_lowest() const {
+  for (std::size_t worker = 0; worker < errors_.size(); ++worker) {
+    if (!errors_[worker]) continue;
+    const int worker_id = static_cast<int>(worker);
+    const std::string message = failure_message(worker_id, describe(errors_[worker]));
+    try {
+      std::rethrow_exception(errors_[worker]);
+    } catch (...) {
+      throw WorkerError(worker_id, message);  // nests the original
+    }
+  }
+}
+
+void ErrorRecord::record_current_exception() noexcept {
+  try {
+    record(current_exception_type_name(), describe(std::current_exception()));
+  } catch (...) {
+    record("unknown", "the worker failed, and ran out of memory describing why");
+  }
+}
+
+void ErrorRecord::record(std::string_view type, std::string_view text) noexcept {
+  copy_truncated(type_name, sizeof(type_name), type);
+  copy_truncated(message, sizeof(message), text);
+}
+
+std::string_view ErrorRecord::type_name_text() const noexcept { return text_of(type_name, sizeof(type_name)); }
+
+std::string_view ErrorRecord::message_text() const noexcept { return text_of(message, sizeof(message)); }
+
+void ErrorRecord::throw_worker_error(int worker_id) const {
+  try {
+    throw RemoteError(std::string(type_name_text()), std::string(message_text()));
+  } catch (...) {
+    throw WorkerError(worker_id, failure_message(worker_id, message_text()));
+  }
+}
+
+std::shared_ptr<void> allocate_heap(std::size_t bytes, std::size_t alignment) {
+  void* memory = nullptr;
+  // posix_memalign, not operator new: a failure is reported to us (under AddressSanitizer too)
+  // instead of ending the process.
+  if (const int error = posix_memalign(&memory, alignment, bytes == 0 ? 1 : bytes); error != 0) {
+    throw AllocationError("pasha: cannot allocate " + std::to_string(bytes) + " bytes: " + std::strerror(error));
+  }
+  return std::shared_ptr<void>(memory, [](void* p) { std::free(p); });
+}
+
+}  // namespace pasha::backend

@@ -1,0 +1,83 @@
+// The unit of work a context runs for one map, and the state its workers share. Part of the backend
+// contract (pasha/backend.h): what a context receives from Context::map and hands to its workers.
+#ifndef PASHA_JOB_H_
+#define PASHA_JOB_H_
+
+#include <atomic>
+#include <cstddef>
+
+namespace pasha {
+
+// The id of the worker running on this thread, or -1 outside any worker. Inside a kernel or a worker
+// hook it is the id the kernel was given; in a worker process it stays set until the process ends.
+// A map called from inside a kernel runs inline on that worker, and its kernel gets this id.
+int this_worker_id() noexcept;
+
+namespace backend {
+
+// State shared by the workers of one map. A context places it where all its workers can reach it
+// (any memory for threads; memory shared with the workers for worker processes) and resets it before
+// each map (reset()). Only lock-free atomics, so it works between processes: construct it in place in
+// the shared memory (placement new) before the workers start.
+struct WorkerControl {
+  // Set when a worker fails; the others stop at their next check, and kernels are not called again.
+  std::atomic<bool> cancelled{false};
+  // The next unclaimed position: of elements (Schedule::dynamic) or of shares (when a functor returns
+  // more shares than there are workers).
+  std::atomic<std::size_t> next_position{0};
+  // Elements whose kernel call has returned, counted when the map reports progress (MapOptions).
+  std::atomic<std::size_t> elements_done{0};
+
+  void reset() noexcept {
+    cancelled.store(false, std::memory_order_relaxed);
+    next_position.store(0, std::memory_order_relaxed);
+    elements_done.store(0, std::memory_order_relaxed);
+  }
+};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<std::size_t>::is_always_lock_free);
+
+// One map, type-erased once: "worker w, run your part". The loop over elements is a template inside
+// the job, so the kernel is inlined there; a context makes one virtual call per worker.
+class Job {
+ public:
+  virtual ~Job() = default;
+
+  // Workers 0 .. num_active_workers() - 1 take part in this map; the others have nothing to do. At
+  // most the context's num_workers(); 0 for a map with nothing to visit.
+  int num_active_workers() const noexcept { return num_active_workers_; }
+
+  // How many elements the map visits, or kUnknownSize when the functor does not say. Contexts may use
+  // it to decide whether per-map preparation is worth its cost.
+  static constexpr std::size_t kUnknownSize = static_cast<std::size_t>(-1);
+  std::size_t num_elements() const noexcept { return num_elements_; }
+
+  // Runs worker `worker_id`'s part of the map. Returns early once `control.cancelled` is set; throws
+  // what the kernel throws. Call it through backend::run_worker, never directly: that is what marks
+  // the thread as a worker and calls the worker hooks.
+  virtual void run(int worker_id, WorkerControl& control) = 0;
+
+ protected:
+  int num_active_workers_ = 0;
+  std::size_t num_elements_ = kUnknownSize;
+};
+
+}  // namespace backend
+
+namespace detail {
+
+// Sets this_worker_id() for the lifetime of the scope, restoring the previous value after.
+class WorkerIdScope {
+ public:
+  explicit WorkerIdScope(int worker_id) noexcept;
+  ~WorkerIdScope();
+  WorkerIdScope(const WorkerIdScope&) = delete;
+  WorkerIdScope& operator=(const WorkerIdScope&) = delete;
+
+ private:
+  int previous_;
+};
+
+}  // namespace detail
+}  // namespace pasha
+
+#endif  // PASHA_JOB_H_

@@ -1,0 +1,107 @@
+// NdarrayFunctor: maps over a pasha::Array along one axis.
+//
+// Mapping an Array directly goes along its first axis; `pasha::along(array, axis)` picks another.
+// The kernel gets the sub-arrays at each position along the axis, one dimension fewer, sharing the
+// array's memory: kernel(worker_id, index, pasha::Array<T> sub). Along a 1-d array the sub-arrays
+// are 0-d arrays, which convert to a reference to their element, so a kernel may equally take the
+// element itself: kernel(worker_id, index, T value) or (worker_id, index, T& element).
+//
+// A generic kernel (a lambda with `auto` parameters) always gets pasha::Array<T>: over a matrix,
+// `[&](int, std::size_t i, auto row) { for (double v : row) ...; }` walks row i, and over a 1-d array
+// `[&](int, std::size_t i, auto v) { out[i] = 3 * v; }` works through that conversion.
+//
+// Sub-arrays handed to a kernel are views (Array::unowned): valid during the call, while the mapped
+// array keeps the memory alive; copying them costs no reference count.
+#ifndef PASHA_NDARRAY_H_
+#define PASHA_NDARRAY_H_
+
+#include <concepts>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "pasha/array.h"
+#include "pasha/functor.h"
+
+namespace pasha {
+
+namespace detail {
+// Whether a visitor's kernel is generic (a template): asking whether it accepts a type would then
+// instantiate its body, so pasha does not ask.
+template <class Visit>
+constexpr bool kernel_is_generic() {
+  if constexpr (requires { std::remove_cvref_t<Visit>::kKernelIsGeneric; }) {
+    return std::remove_cvref_t<Visit>::kKernelIsGeneric;
+  } else {
+    return false;
+  }
+}
+}  // namespace detail
+
+// An indexed functor over the positions along one axis of an Array.
+template <class T>
+class NdarrayFunctor {
+ public:
+  // Throws std::invalid_argument when `axis` is not an axis of `array`.
+  NdarrayFunctor(Array<T> array, std::size_t axis) : array_(std::move(array)), view_(array_.unowned()), axis_(axis) {
+    if (axis_ >= array_.ndim()) {
+      throw std::invalid_argument("pasha: axis " + std::to_string(axis_) + " is out of range for a " +
+                                  std::to_string(array_.ndim()) + "-d array");
+    }
+  }
+
+  std::size_t size() const { return array_.shape()[axis_]; }
+  std::size_t axis() const { return axis_; }
+
+  template <class Visit>
+  void iterate(const IndexRange& share, Visit&& visit) const {
+    if constexpr (detail::kernel_is_generic<Visit>()) {
+      visit_subarrays(share, visit);
+    } else {
+      constexpr bool takes_elements = std::invocable<Visit&, std::size_t, T&>;
+      constexpr bool takes_subarrays = std::invocable<Visit&, std::size_t, Array<T>>;
+      static_assert(takes_elements || takes_subarrays,
+                    "pasha: a kernel mapped over pasha::Array<T> must accept (worker_id, index, pasha::Array<T>) "
+                    "(sub-arrays), or (worker_id, index, T) or (worker_id, index, T&) for the elements of a 1-d array");
+      if constexpr (takes_elements) {
+        if (view_.ndim() != 1) {
+          throw std::invalid_argument("pasha: the kernel takes elements, but mapping over a " +
+                                      std::to_string(view_.ndim()) +
+                                      "-d array gives sub-arrays: accept a pasha::Array<T> (or auto) instead");
+        }
+        T* data = view_.data();
+        const std::ptrdiff_t stride = view_.strides()[0];
+        for (std::size_t i = share.begin; i < share.end; ++i) visit(i, data[static_cast<std::ptrdiff_t>(i) * stride]);
+      } else {
+        visit_subarrays(share, visit);
+      }
+    }
+  }
+
+ private:
+  template <class Visit>
+  void visit_subarrays(const IndexRange& share, Visit& visit) const {
+    for (std::size_t i = share.begin; i < share.end; ++i) visit(i, view_.slice(axis_, i));
+  }
+
+  Array<T> array_;  // keeps the memory alive for the map
+  Array<T> view_;   // the same, unowned: sub-arrays copied from it touch no reference count
+  std::size_t axis_;
+};
+
+// Maps along `axis` of `array`; negative axes count from the end, as in numpy.
+// Throws std::invalid_argument when the axis is out of range.
+template <class T>
+NdarrayFunctor<T> along(const Array<T>& array, int axis) {
+  const int ndim = static_cast<int>(array.ndim());
+  if (axis < -ndim || axis >= ndim) {
+    throw std::invalid_argument("pasha::along: axis " + std::to_string(axis) + " is out of range for a " +
+                                std::to_string(ndim) + "-d array");
+  }
+  return NdarrayFunctor<T>(array, static_cast<std::size_t>(axis < 0 ? axis + ndim : axis));
+}
+
+}  // namespace pasha
+
+#endif  // PASHA_NDARRAY_H_
