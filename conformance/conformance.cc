@@ -5,12 +5,15 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <numeric>
 #include <ranges>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "pasha/array.h"
@@ -356,6 +359,26 @@ TEST_P(ContextConformance, SubArrayWritesLandInTheParentArray) {
     for (std::size_t c = 0; c < 8; ++c) ASSERT_EQ(image(r, c), static_cast<float>(r * 10 + c));
 }
 
+TEST_P(ContextConformance, GenericKernelsGetRowsOfMatricesAndElementsOfVectors) {
+  auto matrix = context().alloc<double>({5, 4});
+  std::iota(matrix.begin(), matrix.end(), 0.0);
+  auto row_sums = context().alloc<double>(5, {.fill = -1});
+  context().map(
+      [&](int, std::size_t i, auto row) {
+        double sum = 0;
+        for (double v : row) sum += v;
+        row_sums[i] = sum;
+      },
+      matrix);
+  for (std::size_t i = 0; i < 5; ++i) EXPECT_EQ(row_sums[i], 16.0 * static_cast<double>(i) + 6.0) << "row " << i;
+
+  auto vector_1d = context().alloc<double>(9);
+  std::iota(vector_1d.begin(), vector_1d.end(), 1.0);
+  auto out = context().alloc<double>(9, {.fill = 0});
+  context().map([&](int, std::size_t i, auto v) { out[i] = 3 * v; }, vector_1d);
+  for (std::size_t i = 0; i < 9; ++i) EXPECT_EQ(out[i], 3.0 * static_cast<double>(i + 1));
+}
+
 TEST_P(ContextConformance, AlongWithAnAxisOutOfRangeIsInvalidArgument) {
   auto matrix = context().alloc<int>({2, 3});
   EXPECT_THROW(along(matrix, 2), std::invalid_argument);
@@ -398,6 +421,37 @@ struct WordsFunctor {
     for (std::size_t i = share.first; i < share.first + share.count; ++i) visit(i, words[i].size());
   }
 };
+
+// A functor that is not indexed and whose iterate must not be thrown through (noexcept, as one that
+// walks a C callback API would be).
+struct NoexceptWalk {
+  std::size_t n;
+  struct Share {
+    std::size_t first, count;
+  };
+  std::vector<Share> split(int num_workers) const {
+    std::vector<Share> shares;
+    for (IndexRange r : split_evenly(n, num_workers)) shares.push_back({r.begin, r.size()});
+    return shares;
+  }
+  template <class Visit>
+  void iterate(const Share& share, Visit&& visit) const noexcept {
+    for (std::size_t i = share.first; i < share.first + share.count; ++i) {
+      if (!visit(i)) return;  // the map was cancelled
+    }
+  }
+};
+
+TEST_P(ContextConformance, CancellingANonIndexedFunctorDoesNotThrowThroughItsIterate) {
+  auto visited = context().alloc<std::int64_t>({}, {.fill = 0, .per_worker = true});
+  EXPECT_THROW(context().map(
+                   [&](int w, std::size_t i) {
+                     if (i == 0) throw std::runtime_error("first element");
+                     visited[static_cast<std::size_t>(w)] += 1;
+                   },
+                   NoexceptWalk{2000}),
+               WorkerError);
+}
 
 TEST_P(ContextConformance, FunctorsWithTheirOwnShareTypesWork) {
   WordsFunctor words{{"a", "bb", "ccc", "dddd", "eeeee"}};
@@ -488,6 +542,16 @@ TEST_P(ContextConformance, DynamicScheduleVisitsEveryIndexExactlyOnce) {
   }
 }
 
+TEST_P(ContextConformance, DynamicChunksLargerThanTheInputStillVisitEveryIndexOnce) {
+  for (std::size_t chunk : {std::size_t{997}, std::size_t{1} << 40, SIZE_MAX / 2 + 1, SIZE_MAX - 5, SIZE_MAX}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    Visits visits(context(), 997);
+    context().map([&](int worker_id, std::size_t index, int) { visits.record(worker_id, index); },
+                  std::views::iota(0, 997), {.schedule = Schedule::dynamic, .chunk = chunk});
+    for (std::size_t i = 0; i < 997; ++i) ASSERT_EQ(visits.count[i], 1) << "index " << i;
+  }
+}
+
 TEST_P(ContextConformance, DynamicScheduleOfANonIndexedFunctorIsInvalidArgument) {
   WordsFunctor words{{"a"}};
   EXPECT_THROW(context().map([](int, std::size_t, std::size_t) {}, words, {.schedule = Schedule::dynamic}),
@@ -546,6 +610,91 @@ TEST_P(ContextConformance, PostMapRunsAfterAFailedMapToo) {
   EXPECT_THROW(context().map([](int, std::size_t, int) { throw std::runtime_error("no"); }, std::views::iota(0, 4)),
                WorkerError);
   EXPECT_THAT(log, ::testing::ElementsAre("pre_map", "post_map"));
+}
+
+// Counts, per worker, the pre_worker and post_worker calls it got; optionally throws in one of them.
+class CountingHook : public MapHook {
+ public:
+  enum class Throw { never, in_pre_map, in_pre_worker };
+  CountingHook(Context& context, std::vector<std::string>& log, std::string name, Throw throws = Throw::never)
+      : counts_(context.alloc<std::int64_t>({2}, {.fill = 0, .per_worker = true})),
+        log_(log),
+        name_(std::move(name)),
+        throws_(throws) {}
+
+  void pre_map(Context&) override {
+    log_.push_back(name_ + ".pre_map");
+    if (throws_ == Throw::in_pre_map) throw std::runtime_error(name_ + " refuses the map");
+  }
+  void post_map(Context&) override { log_.push_back(name_ + ".post_map"); }
+  void pre_worker(Context&, int w) override {
+    if (throws_ == Throw::in_pre_worker) throw std::runtime_error(name_ + " refuses worker " + std::to_string(w));
+    counts_(w, 0) += 1;
+  }
+  void post_worker(Context&, int w) override { counts_(w, 1) += 1; }
+
+  std::int64_t pre(int w) const { return counts_(w, 0); }
+  std::int64_t post(int w) const { return counts_(w, 1); }
+
+ private:
+  Array<std::int64_t> counts_;
+  std::vector<std::string>& log_;
+  std::string name_;
+  Throw throws_;
+};
+
+TEST_P(ContextConformance, PostWorkerRunsForEveryPreWorkerWhenKernelsThrow) {
+  std::vector<std::string> log;
+  auto hook = std::make_shared<CountingHook>(context(), log, "a");
+  context().add_hook(hook);
+  const int n = context().num_workers();
+  for (int round = 0; round < 5; ++round) {
+    EXPECT_THROW(context().map([](int, std::size_t, int) { throw std::runtime_error("kernel"); },
+                               std::views::iota(0, 10 * n)),
+                 WorkerError);
+  }
+  for (int w = 0; w < n; ++w) {
+    EXPECT_EQ(hook->pre(w), 5) << "worker " << w;
+    EXPECT_EQ(hook->post(w), 5) << "worker " << w << ": post_worker skipped after a kernel exception";
+  }
+}
+
+TEST_P(ContextConformance, WhenAHooksPreMapThrowsEarlierHooksStillGetPostMapAndNoWorkerRuns) {
+  std::vector<std::string> log;
+  auto first = std::make_shared<CountingHook>(context(), log, "first");
+  auto refusing = std::make_shared<CountingHook>(context(), log, "second", CountingHook::Throw::in_pre_map);
+  auto third = std::make_shared<CountingHook>(context(), log, "third");
+  context().add_hook(first);
+  context().add_hook(refusing);
+  context().add_hook(third);
+  auto calls = context().alloc<int>(1, {.fill = 0});
+  try {
+    context().map([&](int, std::size_t, int) { calls[0] = 1; }, std::views::iota(0, 4));
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("second refuses the map"));
+  }
+  EXPECT_THAT(log, ::testing::ElementsAre("first.pre_map", "second.pre_map", "first.post_map"));
+  EXPECT_EQ(calls[0], 0);
+}
+
+TEST_P(ContextConformance, WhenAHooksPreWorkerThrowsEarlierHooksStillGetPostWorker) {
+  std::vector<std::string> log;
+  auto first = std::make_shared<CountingHook>(context(), log, "first");
+  auto refusing = std::make_shared<CountingHook>(context(), log, "second", CountingHook::Throw::in_pre_worker);
+  context().add_hook(first);
+  context().add_hook(refusing);
+  try {
+    context().map([](int, std::size_t, int) {}, std::views::iota(0, context().num_workers()));
+    FAIL() << "no exception";
+  } catch (const WorkerError& e) {
+    EXPECT_EQ(e.worker_id(), 0);
+    EXPECT_THAT(e.what(), HasSubstr("second refuses worker 0"));
+  }
+  for (int w = 0; w < context().num_workers(); ++w) {
+    EXPECT_EQ(first->pre(w), 1) << "worker " << w;
+    EXPECT_EQ(first->post(w), 1) << "worker " << w;
+  }
 }
 
 // --- Errors ---------------------------------------------------------------------------------------
@@ -619,6 +768,25 @@ TEST_P(ContextConformance, AFailureStopsTheOtherWorkersEarly) {
   const auto completed = std::accumulate(done.begin(), done.end(), std::int64_t{0});
   EXPECT_LT(static_cast<std::size_t>(completed), n - n / static_cast<std::size_t>(context().num_workers()))
       << "the other workers ran their whole shares";
+}
+
+TEST_P(ContextConformance, AFailureStopsSiblingsWithinAFewExpensiveElements) {
+  // 200 elements per worker, each taking 5 ms; worker 0 fails at its first. The others must notice
+  // within a few elements, not run their whole share (1 s).
+  if (context().num_workers() == 1) GTEST_SKIP() << "needs a second worker: it checks that the others stop early";
+  const int n = 200 * context().num_workers();
+  auto done = context().alloc<std::int64_t>({}, {.fill = 0, .per_worker = true});
+  EXPECT_THROW(context().map(
+                   [&](int w, std::size_t index, int) {
+                     if (index == 0) throw std::runtime_error("first");
+                     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                     done[static_cast<std::size_t>(w)] += 1;
+                   },
+                   std::views::iota(0, n)),
+               WorkerError);
+  for (int w = 1; w < context().num_workers(); ++w) {
+    EXPECT_LT(done[static_cast<std::size_t>(w)], 40) << "worker " << w << " went on after the failure";
+  }
 }
 
 // --- Nesting --------------------------------------------------------------------------------------

@@ -72,7 +72,15 @@ Failure ExpectWorkerError(Context& context, Kernel&& kernel, Source&& source) {
   return failure;
 }
 
-// Checks the aftermath of a failure: nothing left behind, and the context still maps correctly.
+// A snapshot once the context has no worker processes still exiting from an earlier map (a process
+// map returns before its workers have exited; it reaps them at the next map, or when asked).
+ResourceSnapshot Settled(Context& context) {
+  if (auto* processes = dynamic_cast<ProcessContext*>(&context)) processes->wait_for_exited_workers();
+  return ResourceSnapshot::take();
+}
+
+// Checks the aftermath of a failure: nothing left behind (a failed map reaps all its workers before
+// it throws), and the context still maps correctly.
 void ExpectCleanAndUsable(Context& context, const ResourceSnapshot& before) {
   const ResourceSnapshot after = ResourceSnapshot::take();
   EXPECT_EQ(after.fds, before.fds) << "file descriptors leaked";
@@ -105,7 +113,7 @@ TEST_P(KernelFaults, AThrowAtTheFirstAChosenOrTheLastIndexIsReportedForItsWorker
   constexpr std::size_t n = 200'000;
   for (std::size_t bad : {std::size_t{0}, std::size_t{123'457}, n - 1}) {
     SCOPED_TRACE("throw at index " + std::to_string(bad));
-    const ResourceSnapshot before = ResourceSnapshot::take();
+    const ResourceSnapshot before = Settled(context());
     const Failure failure = ExpectWorkerError(
         context(),
         [bad](int, std::size_t index, int) {
@@ -120,7 +128,7 @@ TEST_P(KernelFaults, AThrowAtTheFirstAChosenOrTheLastIndexIsReportedForItsWorker
 }
 
 TEST_P(KernelFaults, EveryWorkerThrowingAtOnceReportsWorkerZero) {
-  const ResourceSnapshot before = ResourceSnapshot::take();
+  const ResourceSnapshot before = Settled(context());
   const Failure failure = ExpectWorkerError(
       context(), [](int w, std::size_t, int) { throw std::runtime_error("worker " + std::to_string(w) + " gave up"); },
       std::views::iota(0, 10'000));
@@ -130,7 +138,7 @@ TEST_P(KernelFaults, EveryWorkerThrowingAtOnceReportsWorkerZero) {
 }
 
 TEST_P(KernelFaults, AnExceptionNotDerivedFromStdExceptionIsReportedToo) {
-  const ResourceSnapshot before = ResourceSnapshot::take();
+  const ResourceSnapshot before = Settled(context());
   const Failure failure = ExpectWorkerError(
       context(), [](int, std::size_t index, int) { if (index == 5) throw 42; }, std::views::iota(0, 10));
   EXPECT_EQ(failure.worker_id, OwnerOf(5, 10, context().num_workers()));
@@ -148,14 +156,14 @@ TEST_P(Soak, TenThousandSmallMapsLeaveFdsChildrenAndMappingsFlat) {
   // Warm up: pools, bindings, lazily loaded libraries.
   auto out = context().alloc<int>(16, {.fill = 0});
   for (int i = 0; i < 10; ++i) context().map([&](int, std::size_t k, int v) { out[k] = v; }, std::views::iota(0, 16));
-  const ResourceSnapshot before = ResourceSnapshot::take();
+  const ResourceSnapshot before = Settled(context());
   for (int round = 0; round < 10'000; ++round) {
     context().map([&](int, std::size_t k, int v) { out[k] = v + round; }, std::views::iota(0, 16));
     if (round % 1000 == 0) {
       ASSERT_EQ(out[15], 15 + round);
     }
   }
-  const ResourceSnapshot after = ResourceSnapshot::take();
+  const ResourceSnapshot after = Settled(context());
   EXPECT_EQ(after.fds, before.fds);
   EXPECT_EQ(after.children, 0u);
   // Allocators may keep a little more; a leak of one mapping or page per map would be far above this.
@@ -210,7 +218,7 @@ TEST_P(WorkerDeaths, AWorkerThatDiesMidShareIsReportedNamingHowItDied) {
   for (const Death& death : Deaths()) {
     for (std::size_t bad : {std::size_t{0}, std::size_t{617}, n - 1}) {
       SCOPED_TRACE(std::string(death.name) + " at index " + std::to_string(bad));
-      const ResourceSnapshot before = ResourceSnapshot::take();
+      const ResourceSnapshot before = Settled(context_);
       const Failure failure = ExpectWorkerError(
           context_,
           [&](int, std::size_t index, int) {
@@ -235,7 +243,7 @@ TEST_P(SiblingDeaths, AWorkerBlockedForeverIsStoppedWhenASiblingFails) {
   // kill are not failures, even when their ids are lower than the failed one's.
   for (const int failing : {0, GetParam() - 1}) {
     SCOPED_TRACE("worker " + std::to_string(failing) + " fails");
-    const ResourceSnapshot before = ResourceSnapshot::take();
+    const ResourceSnapshot before = Settled(context_);
     const Failure failure = ExpectWorkerError(
         context_,
         [failing](int worker, std::size_t, int) {
@@ -253,7 +261,7 @@ TEST_P(SiblingDeaths, AWorkerBlockedForeverIsStoppedWhenASiblingFails) {
 }
 
 TEST_P(WorkerDeaths, AWorkerThatClosesAllItsFileDescriptorsStillReportsItsResultsAndErrors) {
-  const ResourceSnapshot before = ResourceSnapshot::take();
+  const ResourceSnapshot before = Settled(context_);
   auto out = context_.alloc<int>(100, {.fill = 0});
   context_.map(
       [&](int, std::size_t i, int v) {
@@ -294,21 +302,23 @@ void ExpectSignalledCallerLeavesNoWorkers(int signal_number) {
   std::fflush(nullptr);
   const pid_t caller = fork();
   ASSERT_GE(caller, 0);
+  // Seven workers: the caller forks three, and those start the other four (ForkMode::tree).
+  constexpr int kWorkers = 7;
   if (caller == 0) {
-    ProcessContext context(2);
+    ProcessContext context(kWorkers);
     context.map(
         [started](int, std::size_t, int) {
           started->fetch_add(1);
           for (;;) pause();
         },
-        std::views::iota(0, 2));
+        std::views::iota(0, kWorkers));
     _exit(0);
   }
   const auto start = Clock::now();
-  while (started->load() < 2 && Clock::now() - start < kReportWithin) {
+  while (started->load() < kWorkers && Clock::now() - start < kReportWithin) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  ASSERT_EQ(started->load(), 2) << "the workers never started";
+  ASSERT_EQ(started->load(), kWorkers) << "the workers never started";
   ASSERT_EQ(kill(caller, signal_number), 0);
 
   // Reap the caller, then every orphaned worker reparented to us, until none is left.

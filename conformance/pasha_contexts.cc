@@ -18,6 +18,14 @@ std::vector<ContextFactory> process_contexts() {
   return factories_for_worker_counts<ProcessContext>(kWorkerCounts);
 }
 
+std::vector<ContextFactory> sequentially_forked_process_contexts() {
+  std::vector<ContextFactory> factories;
+  for (int n : kWorkerCounts) {
+    factories.push_back([n] { return std::make_shared<ProcessContext>(n, Binding::compact, ForkMode::sequential); });
+  }
+  return factories;
+}
+
 std::vector<ContextFactory> pasha_contexts() {
   std::vector<ContextFactory> all = serial_contexts();
   for (auto&& kind : {thread_contexts(), process_contexts()}) all.insert(all.end(), kind.begin(), kind.end());

@@ -18,8 +18,10 @@ inline constexpr int kWorkerCounts[] = {1, 2, 3, 7};
 std::vector<ContextFactory> serial_contexts();
 // ThreadContext with each of kWorkerCounts.
 std::vector<ContextFactory> thread_contexts();
-// ProcessContext with each of kWorkerCounts.
+// ProcessContext with each of kWorkerCounts (workers started in a tree of forks, the default).
 std::vector<ContextFactory> process_contexts();
+// ProcessContext with each of kWorkerCounts, every worker forked by the caller (ForkMode::sequential).
+std::vector<ContextFactory> sequentially_forked_process_contexts();
 // All of the above, serial first.
 std::vector<ContextFactory> pasha_contexts();
 // One context of each kind, for long-running tests: serial, threads (3), processes (2).

@@ -2,3 +2,4 @@
 #include "conformance/pasha_contexts.h"
 
 PASHA_INSTANTIATE_CONFORMANCE_SUITE_FOR_FACTORIES(Processes, process_contexts());
+PASHA_INSTANTIATE_CONFORMANCE_SUITE_FOR_FACTORIES(ProcessesForkedSequentially, sequentially_forked_process_contexts());

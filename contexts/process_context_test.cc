@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -129,9 +130,71 @@ TEST(ProcessContext, AThousandMapsLeakNoFileDescriptorsAndLeaveNoChildren) {
       context.map([&](int, std::size_t i, int) { out[i] += 1; }, std::views::iota(0, 4));
     }
   }
+  context.wait_for_exited_workers();
   EXPECT_EQ(OpenFdCount(), fds_before);
   EXPECT_TRUE(NoChildrenLeft());
   for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(out[i], 990);
+}
+
+// map returns once every worker has recorded its share done; the processes may still be exiting.
+// They are gone by the time the next map's workers run, and after wait_for_exited_workers().
+TEST(ProcessContext, WorkersOfAMapAreReapedByTheNextMapOrOnRequest) {
+  for (const ForkMode mode : {ForkMode::tree, ForkMode::sequential}) {
+    ProcessContext context(3, Binding::compact, mode);
+    auto first_pids = context.alloc<std::int64_t>(3, {.fill = 0});
+    auto still_there = context.alloc<int>(3, {.fill = -1});
+    context.map([&](int, std::size_t i, int) { first_pids[i] = getpid(); }, std::views::iota(0, 3));
+    context.map(
+        [&](int, std::size_t i, int) {
+          int alive = 0;
+          for (std::size_t k = 0; k < 3; ++k) alive += kill(static_cast<pid_t>(first_pids[k]), 0) == 0 ? 1 : 0;
+          still_there[i] = alive;
+        },
+        std::views::iota(0, 3));
+    for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(still_there[i], 0) << "a worker of the first map still exists";
+    context.wait_for_exited_workers();
+    EXPECT_TRUE(NoChildrenLeft());
+  }
+}
+
+TEST(ProcessContext, TheDestructorReapsWorkersStillExiting) {
+  const std::size_t fds_before = OpenFdCount();
+  {
+    ProcessContext context(7);
+    context.map([](int, std::size_t, int) {}, std::views::iota(0, 7));
+  }
+  EXPECT_TRUE(NoChildrenLeft());
+  EXPECT_EQ(OpenFdCount(), fds_before);
+}
+
+// Every worker is a child of the caller, however it was started, so that the caller reaps it and
+// PR_SET_PDEATHSIG follows the caller.
+TEST(ProcessContext, EveryWorkerOfATreeIsAChildOfTheCaller) {
+  ProcessContext context(7, Binding::none, ForkMode::tree);
+  auto parents = context.alloc<std::int64_t>(7, {.fill = 0});
+  context.map([&](int, std::size_t i, int) { parents[i] = getppid(); }, std::views::iota(0, 7));
+  for (std::size_t i = 0; i < 7; ++i) EXPECT_EQ(parents[i], getpid()) << "worker " << i;
+}
+
+// glibc's cached thread id is right in every worker, however it was started: functions that act on
+// pthread_self() act on the worker itself, not on the process that started it.
+TEST(ProcessContext, PthreadSelfIsTheWorkersOwnThreadInEveryWorker) {
+  ProcessContext context(7, Binding::none, ForkMode::tree);
+  auto ok = context.alloc<int>(7, {.fill = -1});
+  context.map(
+      [&](int, std::size_t i, int) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        // Acts on the calling thread through glibc's cached id; with a stale id it would fail or act
+        // on another process.
+        const int got = pthread_getaffinity_np(pthread_self(), sizeof(set), &set);
+        char name[16] = {};
+        const int named = pthread_setname_np(pthread_self(), "pasha-probe");
+        const int read_back = pthread_getname_np(pthread_self(), name, sizeof(name));
+        ok[i] = got == 0 && named == 0 && read_back == 0 && std::string(name) == "pasha-probe" ? 1 : 0;
+      },
+      std::views::iota(0, 7));
+  for (std::size_t i = 0; i < 7; ++i) EXPECT_EQ(ok[i], 1) << "worker " << i;
 }
 
 TEST(ProcessContext, ChildrenThatArePashasOnlyAreReaped) {
@@ -218,18 +281,21 @@ TEST(ProcessContext, ChildrenAreBoundToThePlannedCpusets) {
   }
 }
 
-TEST(ProcessContext, OutputBufferedBeforeTheMapIsWrittenExactlyOnce) {
+// Streams other than stdout and stderr are the caller's: workers never write what they inherited
+// (they leave with _exit), and pasha does not flush them.
+TEST(ProcessContext, OutputBufferedInOtherStreamsIsWrittenOnceByTheCaller) {
   std::FILE* file = std::tmpfile();
   ASSERT_NE(file, nullptr);
   ASSERT_GE(std::fputs("buffered before the map\n", file), 0);
-  ProcessContext context(3);
-  context.map([](int, std::size_t, int) {}, std::views::iota(0, 3));
+  ProcessContext context(7);
+  context.map([](int, std::size_t, int) {}, std::views::iota(0, 7));
+  context.wait_for_exited_workers();
   const auto contents = [&] {
     char buffer[256] = {};
     const ssize_t n = pread(fileno(file), buffer, sizeof(buffer) - 1, 0);
     return std::string(buffer, n > 0 ? static_cast<std::size_t>(n) : 0);
   };
-  EXPECT_EQ(contents(), "buffered before the map\n") << "the caller's buffer was not flushed before forking";
+  EXPECT_EQ(contents(), "") << "a worker wrote the caller's buffer";
   std::fflush(file);
   EXPECT_EQ(contents(), "buffered before the map\n");
   std::fclose(file);

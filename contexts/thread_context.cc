@@ -1,14 +1,10 @@
 #include "contexts/thread_context.h"
 
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -22,6 +18,7 @@
 #include <immintrin.h>
 #endif
 
+#include "contexts/futex.h"
 #include "contexts/machine.h"
 
 namespace pasha {
@@ -39,17 +36,7 @@ constexpr auto kSpin = std::chrono::microseconds(20);
 constexpr auto kWorkerWatch = std::chrono::microseconds(100);
 constexpr auto kCallerWatch = std::chrono::microseconds(200);
 
-static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
-              std::atomic<std::uint32_t>::is_always_lock_free);
-
-// Sleeps while `word` holds `expected` (or until a spurious wake-up).
-void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
-}
-
-void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
-}
+constexpr FutexScope kPoolFutex = FutexScope::process_private;
 
 void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -152,7 +139,7 @@ class ThreadContext::Pool {
 
   void wake_pool() {
     epoch_.fetch_add(1, std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake_all(epoch_);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake_all(epoch_, kPoolFutex);
   }
 
   void wait_for_pool() {
@@ -161,7 +148,7 @@ class ThreadContext::Pool {
     for (;;) {
       const std::uint32_t remaining = remaining_.load(std::memory_order_seq_cst);
       if (remaining == 0) break;
-      futex_wait(remaining_, remaining);
+      futex_wait(remaining_, remaining, kPoolFutex);
     }
     caller_sleeping_.store(false, std::memory_order_relaxed);
   }
@@ -203,7 +190,7 @@ class ThreadContext::Pool {
         failures_->record(worker_id, binding_failure(worker_id), *control_);
       }
       if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst)) {
-        futex_wake_all(remaining_);
+        futex_wake_all(remaining_, kPoolFutex);
       }
     }
   }
@@ -220,7 +207,7 @@ class ThreadContext::Pool {
     const auto launched = [&] { return epoch_.load(std::memory_order_acquire) != seen; };
     if (!watch_until(launched, spin_ ? kWorkerWatch : std::chrono::microseconds(0))) {
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
-      while (epoch_.load(std::memory_order_seq_cst) == seen) futex_wait(epoch_, seen);
+      while (epoch_.load(std::memory_order_seq_cst) == seen) futex_wait(epoch_, seen, kPoolFutex);
       sleepers_.fetch_sub(1, std::memory_order_relaxed);
     }
     return epoch_.load(std::memory_order_acquire);

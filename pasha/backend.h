@@ -24,6 +24,9 @@
 //  - launch is not called for a map started from inside a kernel: that map runs inline on the
 //    calling worker, with the calling worker's id.
 //  - the map hooks (pre_map, post_map) are Context's business; the worker hooks are run_worker's.
+//
+// Also here: ForkSafe mutexes (pasha/fork_safe_mutex.h), for state a worker process may touch after
+// fork.
 #ifndef PASHA_BACKEND_H_
 #define PASHA_BACKEND_H_
 
@@ -36,6 +39,7 @@
 
 #include "pasha/context.h"
 #include "pasha/errors.h"
+#include "pasha/fork_safe_mutex.h"
 #include "pasha/job.h"
 
 namespace pasha::backend {

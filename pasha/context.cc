@@ -1,6 +1,5 @@
 #include "pasha/context.h"
 
-#include <pthread.h>
 #include <unistd.h>
 
 #include <exception>
@@ -8,20 +7,17 @@
 #include <stdexcept>
 #include <string>
 
+#include "pasha/fork_safe_mutex.h"
+
 namespace pasha {
 namespace {
 
 thread_local int current_worker_id = -1;
 
-// Serialises adopt_if_forked across the threads of a forked child. Never held across a fork by
-// pasha; a fork of another thread's doing finds it re-initialised in the child.
-std::mutex& adoption_mutex() {
-  static std::mutex* const mutex = [] {
-    static std::mutex instance;
-    pthread_atfork(nullptr, nullptr, [] { new (&instance) std::mutex(); });
-    return &instance;
-  }();
-  return *mutex;
+// Serialises adopt_if_forked across the threads of a forked child.
+ForkSafeMutex& adoption_mutex() {
+  static ForkSafeMutex mutex;
+  return mutex;
 }
 
 // Calls post of every hook in [0, started), last first, keeping the first error in `error`.

@@ -1,36 +1,29 @@
 #include "pasha/default_context.h"
 
-#include <pthread.h>
-
 #include <atomic>
 #include <mutex>
-#include <new>
 #include <stdexcept>
 #include <string>
 
 #include "contexts/process_context.h"
 #include "contexts/serial_context.h"
 #include "contexts/thread_context.h"
+#include "pasha/fork_safe_mutex.h"
 
 namespace pasha {
 namespace {
 
-// The default context: owned by `slot`, read through `current` without a lock (a worker process
-// forked while another thread held the mutex must still reach it). The mutex is re-initialised in
-// every forked child, since the thread that may have held it does not exist there.
+// The default context: owned by `owner`, read through `current` without a lock once it exists. The
+// mutex is fork-safe: a worker process forked while another thread set the default still gets it.
 struct DefaultSlot {
-  std::mutex mutex;
+  ForkSafeMutex mutex;
   std::shared_ptr<Context> owner;
   std::atomic<Context*> current{nullptr};
 };
 
 DefaultSlot& default_slot() {
-  static DefaultSlot* const slot = [] {
-    static DefaultSlot instance;
-    pthread_atfork(nullptr, nullptr, [] { new (&instance.mutex) std::mutex(); });
-    return &instance;
-  }();
-  return *slot;
+  static DefaultSlot slot;
+  return slot;
 }
 
 }  // namespace

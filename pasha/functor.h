@@ -17,6 +17,12 @@
 // when it sees false; one that ignores the result still stops calling kernels. pasha never throws
 // through a functor's iterate to stop it, so iterate may be noexcept or walk a C callback API.
 //
+// Exceptions: pasha never throws through a functor's iterate. A kernel's exception is kept by the
+// visitor (which then returns false) and rethrown after iterate returns, unless the functor declares
+//   static constexpr bool pasha_exceptions_pass_through = true;
+// which lets kernel exceptions unwind through its iterate directly and spares the per-element
+// bookkeeping: for functors that are exception-safe and not noexcept, as pasha's own adapters are.
+//
 // A functor whose shares are pasha::IndexRange and that has `std::size_t size()` is an *indexed*
 // functor: pasha may then cut its shares into chunks, which gives dynamic scheduling, and split may
 // be left out (pasha then splits [0, size()) evenly). The built-in adapters (ranges, arrays, XFEL
@@ -89,6 +95,21 @@ template <class F>
 concept Functor = (detail::HasSplit<F> || detail::HasSize<F>) && requires(F& functor, const share_t<F>& share) {
   functor.iterate(share, detail::AnyVisitor{});
 };
+
+namespace detail {
+template <class F>
+constexpr bool passes_exceptions() {
+  if constexpr (requires { std::remove_cvref_t<F>::pasha_exceptions_pass_through; }) {
+    return std::remove_cvref_t<F>::pasha_exceptions_pass_through;
+  } else {
+    return false;
+  }
+}
+}  // namespace detail
+
+// Whether kernel exceptions may unwind through F's iterate (see above).
+template <class F>
+inline constexpr bool kPassesExceptions = detail::passes_exceptions<F>();
 
 template <class F>
 concept IndexedFunctor = Functor<F> && std::same_as<share_t<F>, IndexRange> && detail::HasSize<F>;

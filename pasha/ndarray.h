@@ -54,6 +54,9 @@ class NdarrayFunctor {
   std::size_t size() const { return array_.shape()[axis_]; }
   std::size_t axis() const { return axis_; }
 
+  // Kernel exceptions unwind through iterate: it holds nothing they could leak.
+  static constexpr bool pasha_exceptions_pass_through = true;
+
   template <class Visit>
   void iterate(const IndexRange& share, Visit&& visit) const {
     if constexpr (detail::kernel_is_generic<Visit>()) {

@@ -25,6 +25,9 @@ class SequenceFunctor {
  public:
   explicit SequenceFunctor(V view) : view_(std::move(view)) {}
 
+  // Kernel exceptions unwind through iterate: it holds nothing they could leak.
+  static constexpr bool pasha_exceptions_pass_through = true;
+
   std::size_t size() const { return static_cast<std::size_t>(std::ranges::size(view_)); }
 
   template <class Visit>

@@ -210,7 +210,8 @@ class DataCollection {
   // Closes the HDF5 handles this process opened for the run's files; later reads reopen them.
   void close() const;
 
-  // Functor interface.
+  // Functor interface. Kernel exceptions unwind through iterate.
+  static constexpr bool pasha_exceptions_pass_through = true;
   std::size_t size() const noexcept { return train_ids_.size(); }
   template <class Visit>
   void iterate(const IndexRange& share, Visit&& visit) const {
@@ -307,7 +308,8 @@ class KeyData {
   // Closes the HDF5 handles this process opened; later reads reopen them.
   void close() const { collection_.close(); }
 
-  // Functor interface.
+  // Functor interface. Kernel exceptions unwind through iterate.
+  static constexpr bool pasha_exceptions_pass_through = true;
   std::size_t size() const noexcept { return collection_.size(); }
   template <class Visit>
   void iterate(const IndexRange& share, Visit&& visit) const {

@@ -10,6 +10,10 @@
 // loop. Each worker runs the first chunk of its share before looking, so that when every worker fails
 // at once the reported worker (the lowest id) does not depend on timing. A non-indexed functor is
 // stopped by its visitor, which returns false and calls no kernel once the map is cancelled.
+//
+// Exceptions: a kernel's exception unwinds through the iterate of functors that let exceptions pass
+// (pasha's own adapters); for any other functor the visitor keeps it and iterate sees visit return
+// false, and it is rethrown once iterate has returned.
 #ifndef PASHA_DETAIL_MAP_JOB_H_
 #define PASHA_DETAIL_MAP_JOB_H_
 
@@ -17,6 +21,7 @@
 #include <atomic>
 #include <concepts>
 #include <cstddef>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -54,24 +59,46 @@ struct KernelVisitor {
   }
 };
 
-// A KernelVisitor for functors whose shares pasha cannot cut into chunks: once the map is cancelled
-// it calls no kernel and returns false, and it counts progress per element.
+// The visitor for functors that do not let exceptions pass (pasha/functor.h): a kernel's exception is
+// kept, not thrown through the functor's iterate (which may be noexcept, or walk a C callback API),
+// and rethrown once iterate has returned. Once the map is cancelled, or a kernel has failed, it calls
+// no kernel and returns false. It counts progress per element.
 template <class Kernel>
-struct CancellableKernelVisitor {
+struct GuardedKernelVisitor {
   static constexpr bool kKernelIsGeneric = KernelVisitor<Kernel>::kKernelIsGeneric;
   KernelVisitor<Kernel> visit;
   const std::atomic<bool>& cancelled;
   std::atomic<std::size_t>* progress;
+  std::exception_ptr& error;
 
   template <class... Values>
     requires std::invocable<Kernel&, int, std::size_t, Values...>
-  bool operator()(std::size_t index, Values&&... values) const {
-    if (cancelled.load(std::memory_order_relaxed)) return false;
-    visit(index, std::forward<Values>(values)...);
+  bool operator()(std::size_t index, Values&&... values) const noexcept {
+    if (error || cancelled.load(std::memory_order_relaxed)) return false;
+    try {
+      visit(index, std::forward<Values>(values)...);
+    } catch (...) {
+      error = std::current_exception();
+      return false;
+    }
     if (progress != nullptr) progress->fetch_add(1, std::memory_order_relaxed);
     return true;
   }
 };
+
+// Walks `share` of `functor` with `visit`, the way the functor allows: straight for functors that let
+// exceptions pass, guarded otherwise.
+template <class F, class Kernel>
+void iterate_share(F& functor, const share_t<F>& share, const KernelVisitor<Kernel>& visit,
+                   const std::atomic<bool>& cancelled, std::atomic<std::size_t>* progress) {
+  if constexpr (kPassesExceptions<F>) {
+    functor.iterate(share, visit);
+  } else {
+    std::exception_ptr error;
+    functor.iterate(share, GuardedKernelVisitor<Kernel>{visit, cancelled, progress, error});
+    if (error) std::rethrow_exception(error);
+  }
+}
 
 // Elements run between two looks at the cancel flag, for a share of `size` elements.
 constexpr std::size_t cancel_check_interval(std::size_t size) noexcept {
@@ -135,14 +162,19 @@ class MapJob final : public MapJobBase {
       const std::size_t interval = cancel_check_interval(share.size());
       for (std::size_t begin = share.begin; begin < share.end;) {
         const std::size_t end = share.end - begin > interval ? begin + interval : share.end;
-        functor_.iterate(IndexRange{begin, end}, visit);
-        count(end - begin);
+        iterate_chunk(IndexRange{begin, end}, visit, control);
         begin = end;
         if (begin < share.end && control.cancelled.load(std::memory_order_relaxed)) return;
       }
     } else {
-      functor_.iterate(share, CancellableKernelVisitor<Kernel>{visit, control.cancelled, progress_});
+      iterate_share(functor_, share, visit, control.cancelled, progress_);
     }
+  }
+
+  // One chunk of an indexed functor: progress is counted per chunk.
+  void iterate_chunk(const IndexRange& chunk, const KernelVisitor<Kernel>& visit, backend::WorkerControl& control) {
+    iterate_share(functor_, chunk, visit, control.cancelled, nullptr);
+    if (progress_ != nullptr) progress_->fetch_add(chunk.size(), std::memory_order_relaxed);
   }
 
   // Dynamic schedule: chunks claimed with a compare-and-swap, so that the counter never passes the
@@ -155,8 +187,7 @@ class MapJob final : public MapJobBase {
         if (begin >= size_) return;
         end = size_ - begin > chunk_ ? begin + chunk_ : size_;
       } while (!control.next_position.compare_exchange_weak(begin, end, std::memory_order_relaxed));
-      functor_.iterate(IndexRange{begin, end}, visit);
-      count(end - begin);
+      iterate_chunk(IndexRange{begin, end}, visit, control);
     }
   }
 
@@ -166,10 +197,6 @@ class MapJob final : public MapJobBase {
     chunk_ = chunk == 0 ? std::max<std::size_t>(1, size_ / (16 * workers)) : std::min(chunk, std::max<std::size_t>(size_, 1));
     const std::size_t chunks = size_ / chunk_ + (size_ % chunk_ != 0 ? 1 : 0);
     num_active_workers_ = static_cast<int>(std::min(chunks, workers));
-  }
-
-  void count(std::size_t elements) const noexcept {
-    if (progress_ != nullptr) progress_->fetch_add(elements, std::memory_order_relaxed);
   }
 
   F& functor_;
@@ -185,7 +212,8 @@ class MapJob final : public MapJobBase {
 template <class F, class Kernel>
 void run_nested(F& functor, Kernel& kernel, int worker_id) {
   const KernelVisitor<Kernel> visit{kernel, worker_id};
-  for (const auto& share : split_shares(functor, 1)) functor.iterate(share, visit);
+  const std::atomic<bool> never_cancelled{false};
+  for (const auto& share : split_shares(functor, 1)) iterate_share(functor, share, visit, never_cancelled, nullptr);
 }
 
 }  // namespace pasha::detail

@@ -1,0 +1,442 @@
+// What other threads, a user's own fork(), signals and hooks do to pasha: the hazards a map must
+// survive besides its own workers failing (fault_test.cc). Each test would hang, crash or give a wrong
+// result without the promise it checks; a watchdog turns a hang into a failure.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "conformance/pasha_contexts.h"
+#include "conformance/process_probes.h"
+#include "pasha/pasha.h"
+
+namespace pasha::conformance {
+namespace {
+
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+// Ends the test process with a message if `what` is still running after `limit`: a hang becomes a
+// failure instead of a test timeout without a word.
+class Watchdog {
+ public:
+  Watchdog(std::string what, std::chrono::seconds limit) : thread_([this, what = std::move(what), limit] {
+      std::unique_lock lock(mutex_);
+      if (!done_cv_.wait_for(lock, limit, [&] { return done_; })) {
+        std::fprintf(stderr, "WATCHDOG: %s did not finish within %lld s\n", what.c_str(),
+                     static_cast<long long>(limit.count()));
+        std::fflush(stderr);
+        std::_Exit(3);
+      }
+    }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    done_cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// Runs `body` in a forked child of this test process and returns its exit status (0: every check in
+// it passed). The child reports failed checks on stderr.
+int RunInChild(const std::function<int()>& body, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  if (child == 0) {
+    alarm(static_cast<unsigned>(limit.count()));  // a hang in the child ends it with SIGALRM
+    const int status = body();
+    std::fflush(nullptr);
+    _exit(status);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+// Maps `rounds` times over n elements, each kernel adding 1 at its index; returns how many indices
+// were not visited exactly once in some round.
+int CountWrongVisits(Context& context, int rounds, int n) {
+  auto visits = context.alloc<int>(static_cast<std::size_t>(n));
+  int wrong = 0;
+  for (int round = 0; round < rounds; ++round) {
+    std::fill(visits.begin(), visits.end(), 0);
+    context.map([&](int, std::size_t i, int) { visits[i] += 1; }, std::views::iota(0, n));
+    for (int v : visits) wrong += v != 1 ? 1 : 0;
+  }
+  return wrong;
+}
+
+// --- A context used on both sides of a user's fork() -------------------------------------------
+
+TEST(UserFork, AProcessContextUsedOnBothSidesOfAForkKeepsEachSidesMapsApart) {
+  ProcessContext context(2);
+  ASSERT_EQ(CountWrongVisits(context, 1, 1000), 0);  // the control block exists before the fork
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  if (child == 0) {
+    alarm(60);
+    // Kernels that never throw, on the context the parent keeps using: every index once, no error.
+    int wrong = 0, errors = 0;
+    for (int round = 0; round < 60; ++round) {
+      try {
+        wrong += CountWrongVisits(context, 1, 50'000);
+      } catch (const std::exception& e) {
+        ++errors;
+        std::fprintf(stderr, "child: %s\n", e.what());
+      }
+    }
+    _exit(wrong == 0 && errors == 0 ? 0 : 1);
+  }
+  // Meanwhile the parent's maps fail on purpose, half of them.
+  int failed_as_planned = 0, wrong = 0;
+  for (int round = 0; round < 60; ++round) {
+    if (round % 2 == 0) {
+      try {
+        context.map([](int, std::size_t i, int) { if (i == 77) throw std::runtime_error("planned"); },
+                    std::views::iota(0, 50'000));
+      } catch (const WorkerError& e) {
+        failed_as_planned += std::string(e.what()).find("planned") != std::string::npos ? 1 : 0;
+      }
+    } else {
+      wrong += CountWrongVisits(context, 1, 50'000);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child's maps saw the parent's (status " << status << ")";
+  EXPECT_EQ(failed_as_planned, 30) << "some of the parent's failing maps returned normally";
+  EXPECT_EQ(wrong, 0);
+}
+
+TEST(UserFork, AThreadContextWhosePoolHasStartedWorksInAForkedChild) {
+  ThreadContext context(3);
+  ASSERT_EQ(CountWrongVisits(context, 3, 10'000), 0);  // the pool's threads exist
+  const int status = RunInChild([&] { return CountWrongVisits(context, 20, 10'000) == 0 ? 0 : 1; });
+  EXPECT_EQ(status, 0) << "the forked child could not map (status " << status << "; 142 is a hang)";
+  EXPECT_EQ(CountWrongVisits(context, 3, 10'000), 0) << "the parent's pool broke";
+}
+
+TEST(UserFork, AForkWhileAnotherThreadIsInAMapLeavesTheChildAContextItCanUse) {
+  for (const auto& factory : one_context_of_each_kind()) {
+    auto context = factory();
+    SCOPED_TRACE(context->name());
+    auto mapping = context->alloc<int>(1, {.fill = 0});  // reachable from worker processes too
+    std::thread other([&] {
+      context->map(
+          [&](int, std::size_t, int) {
+            std::atomic_ref<int>(mapping[0]).store(1);
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));
+          },
+          std::views::iota(0, context->num_workers()));
+    });
+    while (std::atomic_ref<int>(mapping[0]).load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // The other thread holds the context's map lock now; the child must not inherit it locked.
+    const int status = RunInChild([&] { return CountWrongVisits(*context, 5, 1000) == 0 ? 0 : 1; });
+    other.join();
+    EXPECT_EQ(status, 0) << "status " << status << " (142 is a hang)";
+  }
+}
+
+// --- Other threads' stdio at fork time ---------------------------------------------------------
+
+TEST(ForkAndStdio, AThreadBlockedReadingStdinDoesNotStallProcessMaps) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const int saved_stdin = dup(STDIN_FILENO);
+  ASSERT_EQ(dup2(fds[0], STDIN_FILENO), STDIN_FILENO);
+  std::thread reader([] {
+    char line[64];
+    (void)std::fgets(line, sizeof(line), stdin);  // holds stdin's lock until a line arrives
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ProcessContext context(2);
+  const auto start = Clock::now();
+  {
+    Watchdog watchdog("20 process maps while a thread reads stdin", std::chrono::seconds(60));
+    EXPECT_EQ(CountWrongVisits(context, 20, 1000), 0);
+  }
+  const auto took = Clock::now() - start;
+  ASSERT_EQ(write(fds[1], "line\n", 5), 5);
+  reader.join();
+  dup2(saved_stdin, STDIN_FILENO);
+  close(saved_stdin);
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_LT(took, std::chrono::seconds(20)) << "maps waited for the reading thread";
+}
+
+// Redirects stdout into a file, fully buffered, for the lifetime of the object.
+class CapturedStdout {
+ public:
+  CapturedStdout() : path_(std::filesystem::path(std::getenv("TEST_TMPDIR")) / "stdout.txt") {
+    std::fflush(stdout);
+    saved_ = dup(STDOUT_FILENO);
+    const int file = open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(file, STDOUT_FILENO);
+    close(file);
+    setvbuf(stdout, nullptr, _IOFBF, 1 << 16);
+  }
+  ~CapturedStdout() { restore(); }
+
+  // Restores stdout and returns what was written to it.
+  std::string restore() {
+    if (saved_ >= 0) {
+      std::fflush(stdout);
+      dup2(saved_, STDOUT_FILENO);
+      close(saved_);
+      saved_ = -1;
+      setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
+    }
+    std::ifstream in(path_);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+ private:
+  std::filesystem::path path_;
+  int saved_ = -1;
+};
+
+TEST(ForkAndStdio, OutputAnotherThreadWritesDuringProcessMapsIsPrintedExactlyOnce) {
+  constexpr int kLines = 200'000;
+  std::string text;
+  {
+    CapturedStdout captured;
+    ProcessContext context(3);
+    std::atomic<bool> writing{true};
+    std::thread writer([&] {
+      for (int i = 0; i < kLines; ++i) std::printf("line %d\n", i);
+      writing = false;
+    });
+    int maps = 0;
+    while (writing || maps < 20) {
+      context.map([](int, std::size_t, int) {}, std::views::iota(0, 3));
+      ++maps;
+    }
+    writer.join();
+    context.wait_for_exited_workers();
+    text = captured.restore();
+  }
+  std::istringstream lines(text);
+  std::string line;
+  std::vector<int> seen(kLines, 0);
+  int torn = 0;
+  while (std::getline(lines, line)) {
+    int number = -1;
+    if (std::sscanf(line.c_str(), "line %d", &number) == 1 && number >= 0 && number < kLines &&
+        line == "line " + std::to_string(number)) {
+      ++seen[static_cast<std::size_t>(number)];
+    } else {
+      ++torn;
+    }
+  }
+  EXPECT_EQ(torn, 0);
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), kLines) << "lines missing or printed twice";
+}
+
+TEST(ForkAndStdio, WorkersOutputThroughUnsynchronisedCxxStreamsIsPrintedOnce) {
+  // In a child of this test, so that sync_with_stdio(false) does not change the other tests.
+  const int status = RunInChild([] {
+    std::ios_base::sync_with_stdio(false);
+    CapturedStdout captured;
+    std::cout << "before the map\n";  // buffered in std::cout's own buffer
+    {
+      ProcessContext context(3);
+      context.map([](int w, std::size_t, int) { std::cout << "worker " << w << "\n"; }, std::views::iota(0, 3));
+    }
+    std::cout << "after the map\n";
+    std::cout.flush();
+    const std::string text = captured.restore();
+    const std::multiset<std::string> expected{"before the map", "worker 0", "worker 1", "worker 2", "after the map"};
+    std::multiset<std::string> got;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) got.insert(line);
+    if (got != expected) {
+      std::fprintf(stderr, "stdout was:\n%s\n", text.c_str());
+      return 1;
+    }
+    return text.rfind("before the map\n", 0) == 0 ? 0 : 2;
+  });
+  EXPECT_EQ(status, 0);
+}
+
+// --- Locks inside pasha at fork time ----------------------------------------------------------
+
+TEST(ForkSafety, KernelsReachTheDefaultContextWhileAnotherThreadKeepsReplacingIt) {
+  set_default_context("serial");
+  ProcessContext context(2);
+  std::atomic<bool> running{true};
+  std::thread replacer([&] {
+    while (running) set_default_context("serial");  // takes the default context's lock, often
+  });
+  {
+    Watchdog watchdog("process maps whose kernels use pasha::alloc and pasha::map", std::chrono::seconds(120));
+    auto sums = context.alloc<std::int64_t>({}, {.fill = 0, .per_worker = true});
+    for (int round = 0; round < 100; ++round) {
+      context.map(
+          [&](int w, std::size_t, int) {
+            auto scratch = pasha::alloc<int>(4, {.fill = 1});
+            pasha::map([&](int, std::size_t, int v) { sums[static_cast<std::size_t>(w)] += v + scratch[0]; },
+                       std::views::iota(0, 3));
+          },
+          std::views::iota(0, 2));
+    }
+    EXPECT_EQ(std::accumulate(sums.begin(), sums.end(), std::int64_t{0}), 100 * 2 * (0 + 1 + 2 + 3));
+  }
+  running = false;
+  replacer.join();
+}
+
+TEST(ForkSafety, AForkWaitsForPashasForkSafeMutexAndTheChildCanTakeIt) {
+  ForkSafeMutex mutex;
+  std::atomic<bool> held{false};
+  std::thread holder([&] {
+    std::lock_guard lock(mutex);
+    held = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  });
+  while (!held) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const int status = RunInChild(
+      [&] {
+        std::lock_guard lock(mutex);  // the holder does not exist here
+        return 0;
+      },
+      std::chrono::seconds(10));
+  holder.join();
+  EXPECT_EQ(status, 0) << "status " << status << " (142 is a hang)";
+}
+
+// --- Hooks on failure paths, worker processes --------------------------------------------------
+
+// post_worker sleeps, then marks that it ran to its end.
+class SlowPostWorker : public MapHook {
+ public:
+  explicit SlowPostWorker(Context& context) : completed_(context.alloc<int>({}, {.fill = 0, .per_worker = true})) {}
+  void post_worker(Context&, int w) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    completed_[static_cast<std::size_t>(w)] = 1;
+  }
+  int completed(int w) const { return completed_[static_cast<std::size_t>(w)]; }
+
+ private:
+  Array<int> completed_;
+};
+
+TEST(HooksOnFailure, AWorkerInItsPostWorkerWhenASiblingFailsIsNotKilled) {
+  ProcessContext context(2);
+  auto hook = std::make_shared<SlowPostWorker>(context);
+  context.add_hook(hook);
+  // Worker 0 finishes at once and sits in post_worker; worker 1 fails 100 ms later.
+  EXPECT_THROW(context.map(
+                   [](int w, std::size_t, int) {
+                     if (w == 1) {
+                       std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                       throw std::runtime_error("late failure");
+                     }
+                   },
+                   std::views::iota(0, 2)),
+               WorkerError);
+  EXPECT_EQ(hook->completed(0), 1) << "worker 0 was killed in its post_worker";
+  EXPECT_EQ(hook->completed(1), 1) << "the failing worker's post_worker did not run";
+}
+
+// --- Signals and reaping -----------------------------------------------------------------------
+
+// A map with SIGCHLD ignored: the kernel reaps exited children itself. Maps still work, and a
+// worker's death is still reported.
+TEST(Reaping, MapsWorkAndDeathsAreReportedWithSigchldIgnored) {
+  struct sigaction ignore {}, previous {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(sigaction(SIGCHLD, &ignore, &previous), 0);
+  {
+    ProcessContext context(7);
+    EXPECT_EQ(CountWrongVisits(context, 10, 1000), 0);
+    try {
+      context.map([](int, std::size_t i, int) { if (i == 500) _exit(4); }, std::views::iota(0, 1000));
+      ADD_FAILURE() << "no exception";
+    } catch (const WorkerError& e) {
+      EXPECT_EQ(e.worker_id(), 3);
+      EXPECT_THAT(e.what(), ::testing::AnyOf(HasSubstr("status 4"), HasSubstr("collected by someone else")));
+    }
+    EXPECT_EQ(CountWrongVisits(context, 3, 1000), 0);
+  }
+  sigaction(SIGCHLD, &previous, nullptr);
+}
+
+// Whether this process holds a pidfd for `pid` (its fdinfo says so).
+bool HoldsPidfdFor(pid_t holder, pid_t pid) {
+  const std::string fd_dir = "/proc/" + std::to_string(holder) + "/fd";
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(fd_dir, error)) {
+    std::error_code link_error;
+    if (std::filesystem::read_symlink(entry.path(), link_error).string() != "anon_inode:[pidfd]") continue;
+    std::ifstream info("/proc/" + std::to_string(holder) + "/fdinfo/" + entry.path().filename().string());
+    for (std::string line; std::getline(info, line);) {
+      if (line == "Pid:\t" + std::to_string(pid)) return true;
+    }
+  }
+  return false;
+}
+
+// The caller holds a pidfd for every worker before the worker runs any code of the user's (and so
+// before it could exit and be reaped by someone else, freeing its pid for another process).
+TEST(Reaping, TheCallerHoldsAPidfdForEveryWorkerBeforeItsFirstHookOrKernel) {
+  class CheckingHook : public MapHook {
+   public:
+    CheckingHook(Context& context, pid_t caller)
+        : held_(context.alloc<int>({}, {.fill = -1, .per_worker = true})), caller_(caller) {}
+    void pre_worker(Context&, int w) override { held_[static_cast<std::size_t>(w)] = HoldsPidfdFor(caller_, getpid()) ? 1 : 0; }
+    int held(int w) const { return held_[static_cast<std::size_t>(w)]; }
+
+   private:
+    Array<int> held_;
+    pid_t caller_;
+  };
+  for (const ForkMode mode : {ForkMode::tree, ForkMode::sequential}) {
+    ProcessContext context(7, Binding::none, mode);
+    auto hook = std::make_shared<CheckingHook>(context, getpid());
+    context.add_hook(hook);
+    for (int round = 0; round < 5; ++round) {
+      context.map([](int, std::size_t, int) {}, std::views::iota(0, 7));
+      for (int w = 0; w < 7; ++w) ASSERT_EQ(hook->held(w), 1) << "worker " << w << ", round " << round;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pasha::conformance

@@ -1,0 +1,52 @@
+#include "pasha/fork_safe_mutex.h"
+
+#include <pthread.h>
+
+namespace pasha::detail {
+
+// The live ForkSafe mutexes, oldest first, and the fork handlers that lock and unlock them. Never
+// destroyed, so that mutexes with static storage may outlive it.
+struct ForkSafeList {
+  std::mutex mutex;
+  ForkSafeBase* first = nullptr;
+  ForkSafeBase* last = nullptr;
+
+  static ForkSafeList& instance() {
+    static ForkSafeList* const list = [] {
+      auto* created = new ForkSafeList;
+      pthread_atfork(&prepare, &after_fork, &after_fork);
+      return created;
+    }();
+    return *list;
+  }
+
+  static void prepare() {
+    ForkSafeList& list = instance();
+    list.mutex.lock();
+    for (ForkSafeBase* m = list.first; m != nullptr; m = m->next_) m->lock_for_fork();
+  }
+
+  // In the parent and in the child alike: the forking thread holds them all and lets them go.
+  static void after_fork() {
+    ForkSafeList& list = instance();
+    for (ForkSafeBase* m = list.first; m != nullptr; m = m->next_) m->unlock_after_fork();
+    list.mutex.unlock();
+  }
+};
+
+void ForkSafeBase::enroll() {
+  ForkSafeList& list = ForkSafeList::instance();
+  std::lock_guard lock(list.mutex);
+  previous_ = list.last;
+  (previous_ != nullptr ? previous_->next_ : list.first) = this;
+  list.last = this;
+}
+
+void ForkSafeBase::withdraw() {
+  ForkSafeList& list = ForkSafeList::instance();
+  std::lock_guard lock(list.mutex);
+  (previous_ != nullptr ? previous_->next_ : list.first) = next_;
+  (next_ != nullptr ? next_->previous_ : list.last) = previous_;
+}
+
+}  // namespace pasha::detail
