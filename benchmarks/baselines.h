@@ -38,7 +38,8 @@ class SharedBuffer {
 
 // Hand-written peers.
 void openmp_map(Workload workload, const double* in, double* out, std::size_t n, int threads);
-void openmp_empty_region(int threads);
+// n == 0: an empty parallel region; otherwise a parallel for of n iterations with an empty body.
+void openmp_empty(std::size_t n, int threads);
 void std_thread_map(Workload workload, const double* in, double* out, std::size_t n, int threads);
 // `out` must be MAP_SHARED memory (SharedBuffer).
 void fork_map(Workload workload, const double* in, double* out, std::size_t n, int workers);

@@ -25,11 +25,16 @@ void openmp_map(Workload workload, const double* in, double* out, std::size_t n,
   }
 }
 
-void openmp_empty_region(int threads) {
+void openmp_empty(std::size_t n, int threads) {
+  if (n == 0) {
 #pragma omp parallel num_threads(threads)
-  {
-    asm volatile("" ::: "memory");
+    {
+      asm volatile("" ::: "memory");
+    }
+    return;
   }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::size_t i = 0; i < n; ++i) asm volatile("" ::: "memory");
 }
 
 }  // namespace pasha::bench

@@ -1,6 +1,7 @@
 #include "contexts/binding.h"
 
 #include <hwloc.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -124,6 +125,21 @@ int numa_node_of(hwloc_topology_t topology, hwloc_const_cpuset_t cpuset) {
   return -1;
 }
 
+// `cpuset` as a cpu_set_t of the size the OS wants for it (empty when it has no PU).
+std::vector<unsigned char> affinity_of(hwloc_const_cpuset_t cpuset) {
+  const int last = hwloc_bitmap_last(cpuset);
+  if (last < 0) return {};
+  const std::size_t bytes = CPU_ALLOC_SIZE(last + 1);
+  std::vector<unsigned char> affinity(bytes, 0);
+  auto* set = reinterpret_cast<cpu_set_t*>(affinity.data());
+  unsigned pu = 0;
+  hwloc_bitmap_foreach_begin(pu, cpuset) {
+    CPU_SET_S(pu, bytes, set);
+  }
+  hwloc_bitmap_foreach_end();
+  return affinity;
+}
+
 const char* policy_name(Binding policy) {
   switch (policy) {
     case Binding::none:
@@ -142,6 +158,9 @@ struct BindingPlan::State {
   struct Worker {
     Bitmap cpuset;
     std::string cpuset_text;
+    // The cpuset as the OS takes it, made once: binding then allocates nothing (a worker process that
+    // allocated would copy the caller's heap pages it writes).
+    std::vector<unsigned char> affinity;
     int unit = -1;  // logical index of the core (or PU), -1 when not bound
     int package = -1;
     int numa_node = -1;
@@ -157,10 +176,13 @@ struct BindingPlan::State {
   static std::unique_ptr<State> make(Topology topology, Bitmap allowed, int num_workers, Binding policy);
 
   // hwloc reports success without doing anything for a topology that is not this machine's.
-  bool bind(int worker_id, int flags) const noexcept {
+  // Binds the calling thread.
+  bool bind(int worker_id) const noexcept {
     if (worker_id < 0 || static_cast<std::size_t>(worker_id) >= workers.size()) return false;
     if (!hwloc_topology_is_thissystem(topology.get())) return false;
-    return hwloc_set_cpubind(topology.get(), workers[static_cast<std::size_t>(worker_id)].cpuset.get(), flags) == 0;
+    const auto& affinity = workers[static_cast<std::size_t>(worker_id)].affinity;
+    return !affinity.empty() &&
+           sched_setaffinity(0, affinity.size(), reinterpret_cast<const cpu_set_t*>(affinity.data())) == 0;
   }
 
   const Worker& worker(int worker_id) const {
@@ -212,6 +234,7 @@ std::unique_ptr<BindingPlan::State> BindingPlan::State::make(Topology topology, 
       worker.numa_node = numa_node_of(raw, unit->cpuset);
     }
     worker.cpuset_text = list_string(worker.cpuset.get());
+    worker.affinity = affinity_of(worker.cpuset.get());
   }
   return state;
 }
@@ -274,7 +297,7 @@ std::string BindingPlan::describe() const {
 
 bool BindingPlan::bind_this_thread(int worker_id) const noexcept {
   if (state_->policy == Binding::none) return true;
-  return state_->bind(worker_id, HWLOC_CPUBIND_THREAD);
+  return state_->bind(worker_id);
 }
 
 std::string to_string(Binding policy) { return policy_name(policy); }

@@ -6,6 +6,7 @@
 #include <stdio_ext.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,18 +159,25 @@ std::optional<int> reap(const ProcessContext::Exiting& child, bool block, bool& 
   }
 }
 
-// Writes a notification to the caller's eventfd, if `fd` is still that eventfd (a kernel may have
-// closed every descriptor and opened files of its own since).
-void notify_caller(int fd, bool check) noexcept {
-  if (fd < 0) return;
+// The caller's eventfd, where workers tell it that they have started others or finished.
+struct Events {
+  int fd = -1;
+  // What fstat says of it, to recognise it (a kernel may have closed every descriptor and opened
+  // files of its own under the same number since).
+  dev_t device = 0;
+  ino_t inode = 0;
+};
+
+// Writes a notification to the caller's eventfd; after user code ran (`check`), only if the
+// descriptor still is that eventfd.
+void notify_caller(const Events& events, bool check) noexcept {
+  if (events.fd < 0) return;
   if (check) {
-    char target[64] = {};
-    const std::string link = "/proc/self/fd/" + std::to_string(fd);
-    const ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
-    if (n <= 0 || std::strcmp(target, "anon_inode:[eventfd]") != 0) return;
+    struct stat now {};
+    if (fstat(events.fd, &now) != 0 || now.st_dev != events.device || now.st_ino != events.inode) return;
   }
   const std::uint64_t one = 1;
-  while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+  while (write(events.fd, &one, sizeof(one)) < 0 && errno == EINTR) {
   }
 }
 
@@ -199,20 +207,24 @@ void flush_caller_output() noexcept {
   }
 }
 
-// In a worker: output the caller buffered is the caller's to print.
+// In a worker: output the caller buffered is the caller's to print. (Each step writes only when there
+// is something to do: a page a worker writes is a page it copies.)
 void discard_inherited_output() noexcept {
-  __fpurge(stdout);
-  __fpurge(stderr);
+  for (FILE* stream : {stdout, stderr}) {
+    if (__fpending(stream) > 0) __fpurge(stream);
+  }
 }
 
 // In a worker, when its share is over: its own output goes out.
 void flush_worker_output() noexcept {
   try {
-    for (std::ostream* stream : {&std::cout, &std::cerr, &std::clog}) stream->flush();
+    for_each_buffered_cxx_stream([](std::streambuf& buffer) { buffer.pubsync(); });
   } catch (...) {
+    // A stream's own error; the share is done all the same.
   }
-  std::fflush(stdout);
-  std::fflush(stderr);
+  for (FILE* stream : {stdout, stderr}) {
+    if (__fpending(stream) > 0) std::fflush(stream);
+  }
 }
 
 // The job a worker process runs: the map's job, with the worker's phase recorded around it.
@@ -246,7 +258,7 @@ struct Launch {
   const ForkTree tree;
   const std::vector<SharedMappings::Region> regions;
   const pid_t caller = getpid();
-  const int events;
+  const Events events;
   const std::uint32_t generation;
 
   WorkerRecord& record_of_rank(int rank) const noexcept { return block.record(rank - 1); }
@@ -378,7 +390,7 @@ class Supervisor {
     std::vector<pollfd> fds;
     std::vector<Child*> owners;
     while (update() > 0) {
-      fds.assign(1, {launch_.events, POLLIN, 0});
+      fds.assign(1, {launch_.events.fd, POLLIN, 0});
       owners.assign(1, nullptr);
       bool unwatched = false;
       for (Child& child : children_) {
@@ -466,7 +478,7 @@ class Supervisor {
 
   void drain_events() noexcept {
     std::uint64_t count = 0;
-    while (read(launch_.events, &count, sizeof(count)) > 0) {
+    while (read(launch_.events.fd, &count, sizeof(count)) > 0) {
     }
   }
 
@@ -722,6 +734,8 @@ void ProcessContext::launch(backend::Job& job) {
   while (read(events_, &stale, sizeof(stale)) > 0) {
   }
 
+  struct stat identity {};
+  fstat(events_, &identity);
   const Launch launch{
       .context = *this,
       .job = job,
@@ -730,7 +744,7 @@ void ProcessContext::launch(backend::Job& job) {
       .tree = ForkTree(num_active, fork_mode_ == ForkMode::tree && fork_tree_available()),
       .regions = job.num_elements() >= kPopulateMinElements ? mappings_->snapshot(kPopulateMinBytes)
                                                             : std::vector<SharedMappings::Region>(),
-      .events = events_,
+      .events = {.fd = events_, .device = identity.st_dev, .inode = identity.st_ino},
       .generation = generation,
   };
   flush_caller_output();

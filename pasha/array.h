@@ -164,7 +164,11 @@ class Array {
 
   // The i-th element in memory order (the array's layout order).
   T& operator[](std::size_t i) const noexcept {
-    if (contiguous_) [[likely]] return data_[i];
+    // Both members are read unconditionally, so that the compiler can hoist them out of a kernel's
+    // loop and vectorize it (a load inside the branch would be re-done every iteration).
+    T* const data = data_;
+    const bool contiguous = contiguous_;
+    if (contiguous) [[likely]] return data[i];
     return *element_at_linear(i);
   }
 

@@ -1,13 +1,19 @@
 #!/usr/bin/python3
-"""Tuning table and plot for this machine, from map_bench.
+"""The answer of map_bench for this machine: which context, how many workers, from which size on.
 
-    python3 tools/tune.py                      # runs map_bench through tools/bazel, then reports
-    python3 tools/tune.py --json results.json  # reports on an earlier run (map_bench's JSON output)
-    python3 tools/tune.py --filter 'triple'    # only some benchmarks (a Google Benchmark regex)
+    tools/bazel run //benchmarks:map_bench                 # the default sweep (about 2 minutes), then the report
+    tools/bazel run //benchmarks:map_bench -- --full       # every size, workload and fork-scaling point
+    tools/bazel run //benchmarks:map_bench -- --json F     # report on an earlier run's JSON, without running
+    tools/bazel run //benchmarks:map_bench -- --filter RE  # only some benchmarks (a Google Benchmark regex)
 
-Prints, for each workload and size, the best pasha context and worker count with its speed-up over the
-serial context, next to the best hand-written peer and the best copy-based IPC baseline; then the ratios
-the project tracks. Writes a PNG plot of throughput against size (default: map_bench.png).
+Runs map_bench_bin (showing progress), then prints the tuning table (best pasha context and worker count
+per workload and size, its speed-up over serial, the best hand-written peer and copy-based IPC baseline),
+the sizes from which threads and processes pay off, the ratios the project tracks, and the cost of
+starting worker processes against parent size and worker count (with a projection for a 64-core node).
+Writes map_bench.json and the plot map_bench.png into the directory it was started from.
+
+Every figure is the median of the repetitions (5 by default), and repetitions of different benchmarks
+are interleaved, so that ratios compare measurements taken side by side.
 """
 
 import argparse
@@ -22,41 +28,72 @@ from collections import defaultdict
 PASHA = ("serial", "threads", "processes")
 PEERS = ("openmp", "std_thread", "fork_loop")
 IPC = ("pipe", "socketpair", "gather")
-NAME = re.compile(r"^BM_(?P<impl>[a-z_]+)/(?P<workload>[a-z_]+)/n:(?P<n>\d+)/workers:(?P<workers>\d+)")
+TUNING_WORKLOADS = ("triple", "compute", "rows")
+NAME = re.compile(r"^BM_(?P<impl>[a-z_]+)/(?P<workload>[a-z_]+)/(?P<arg>n|ballast_mb):(?P<n>\d+)/workers:(?P<workers>\d+)")
+PROJECTED_CORES = 64
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+FORK_SCALING_BALLASTS_MB = (0, 1024, 2048)
 
 
-def run_map_bench(json_path, benchmark_filter):
-    """Runs map_bench through tools/bazel, showing progress, and leaves its JSON at json_path."""
-    bazel = os.path.join(REPO, "tools", "bazel")
-    subprocess.run([bazel, "build", "//benchmarks:map_bench"], cwd=REPO, check=True)
-    binary = os.path.join(REPO, ".bazel", "bin", "benchmarks", "map_bench")
-    args = [binary, "--benchmark_out=" + json_path, "--benchmark_out_format=json"]
-    if benchmark_filter:
-        args.append("--benchmark_filter=" + benchmark_filter)
-    listed = subprocess.run(args + ["--benchmark_list_tests"], capture_output=True, text=True, check=True)
-    total = len([line for line in listed.stdout.splitlines() if line.strip()])
-    done = 0
-    with subprocess.Popen(args + ["--benchmark_color=false"], stdout=subprocess.PIPE, text=True) as bench:
+def run_part(binary, json_path, args, extra, done, total):
+    """Runs one part of the benchmarks, printing progress; returns how many benchmarks it ran."""
+    command = [binary, "--benchmark_out=" + json_path, "--benchmark_out_format=json",
+               "--benchmark_repetitions=%d" % args.repetitions, "--benchmark_report_aggregates_only=true",
+               "--benchmark_enable_random_interleaving=true", "--benchmark_min_time=%g" % args.min_time,
+               "--benchmark_color=false"] + extra
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as bench:
         for line in bench.stdout:
-            if line.startswith("BM_"):
+            if "_median" in line and line.startswith("BM_"):
                 done += 1
-                sys.stderr.write(f"[{done}/{total}] {line}")
-            else:
-                sys.stderr.write(line)
+                name = line.split()[0].replace("/real_time_median", "")
+                sys.stderr.write(f"[{done}/{total}] {name}  {' '.join(line.split()[1:3])}\n")
     if bench.returncode != 0:
         sys.exit(f"map_bench failed with exit code {bench.returncode}")
+    return done
+
+
+def run_map_bench(binary, json_path, args):
+    """Runs the tuning part, then the fork-scaling part once per ballast (each process holding its
+    ballast for its whole run), with progress on stderr; merges their JSON into json_path."""
+    common = (["--sweep=full"] if args.full else []) + (["--benchmark_filter=" + args.filter] if args.filter else [])
+    parts = [[]] + [[f"--fork_scaling_ballast_mb={mb}"] for mb in FORK_SCALING_BALLASTS_MB]
+    counts = []
+    for part in parts:
+        listed = subprocess.run([binary, "--benchmark_list_tests"] + common + part, capture_output=True, text=True,
+                                check=True)
+        counts.append(len([line for line in listed.stdout.splitlines() if line.strip()]))
+    total = sum(counts)
+    sys.stderr.write(f"map_bench: {total} benchmarks, {args.repetitions} repetitions each"
+                     f"{' (full sweep)' if args.full else ''}\n")
+    merged = None
+    done = 0
+    for part, count in zip(parts, counts):
+        if count == 0:
+            continue
+        part_json = json_path + ".part"
+        done = run_part(binary, part_json, args, common + part, done, total)
+        with open(part_json) as f:
+            data = json.load(f)
+        os.remove(part_json)
+        if merged is None:
+            merged = data
+        else:
+            merged["benchmarks"].extend(data["benchmarks"])
+    with open(json_path, "w") as f:
+        json.dump(merged or {"benchmarks": []}, f, indent=1)
 
 
 def load(json_path):
-    """{(workload, n): {(impl, workers): seconds per map}} from map_bench's JSON."""
+    """{(workload, n): {(impl, workers): seconds}} from the medians of map_bench's JSON."""
     with open(json_path) as f:
         data = json.load(f)
     scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
     results = defaultdict(dict)
     for bench in data["benchmarks"]:
-        if bench.get("error_occurred") or bench.get("run_type") == "aggregate":
+        if bench.get("error_occurred"):
+            continue
+        if bench.get("run_type") == "aggregate" and bench.get("aggregate_name") != "median":
             continue
         match = NAME.match(bench["name"])
         if not match:
@@ -79,10 +116,17 @@ def fmt_rate(n, seconds):
     return f"{rate:.0f}/s"
 
 
-def print_table(results):
+def fmt_time(seconds):
+    for unit, size in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def print_tuning_table(results):
     print(f"{'workload':<9} {'n':>11}  {'best pasha':<14} {'items/s':>9} {'vs serial':>9}  "
-          f"{'best peer':<14} {'best IPC':<16} {'zero-copy vs IPC':>16}")
-    for (workload, n) in sorted(k for k in results if k[0] in ("triple", "compute", "rows")):
+          f"{'best peer':<20} {'best IPC':<16} {'zero-copy vs IPC':>16}")
+    for (workload, n) in sorted(k for k in results if k[0] in TUNING_WORKLOADS):
         times = results[(workload, n)]
         pasha = best(times, PASHA)
         if pasha is None:
@@ -96,8 +140,29 @@ def print_table(results):
         ipc_text = f"{ipc[1]}/{ipc[2]}" if ipc else "-"
         zero_copy = f"{ipc[0] / processes[0]:.2f}x faster" if ipc and processes else "-"
         print(f"{workload:<9} {n:>11}  {pasha[1] + '/' + str(pasha[2]):<14} {fmt_rate(n, pasha[0]):>9} "
-              f"{speedup:>9}  {peer_text:<14} {ipc_text:<16} {zero_copy:>16}")
-    print("\n(best peer: name/workers and pasha's time as a fraction of the peer's; lower is better)")
+              f"{speedup:>9}  {peer_text:<20} {ipc_text:<16} {zero_copy:>16}")
+    print("(best peer: name/workers and the best pasha time as a fraction of the peer's; lower is better)")
+
+
+def print_payoff(results):
+    """The smallest size from which each parallel context beats serial by 10% or more, for good."""
+    print("\nFrom which size a context pays off (beats serial by at least 10% at that size and every larger one):")
+    for workload in TUNING_WORKLOADS:
+        sizes = sorted(n for (w, n) in results if w == workload)
+        if not sizes:
+            continue
+        parts = []
+        for kind in ("threads", "processes"):
+            paying = [n for n in sizes if best(results[(workload, n)], (kind,)) and results[(workload, n)].get(("serial", 1))
+                      and results[(workload, n)][("serial", 1)] / best(results[(workload, n)], (kind,))[0] >= 1.1]
+            start = None
+            for n in reversed(sizes):
+                if n in paying:
+                    start = n
+                else:
+                    break
+            parts.append(f"{kind} from n = {start:,}" if start else f"{kind}: not within the sizes measured")
+        print(f"  {workload:<8} " + "; ".join(parts))
 
 
 def ratio(results, workload, n, a, b):
@@ -107,46 +172,89 @@ def ratio(results, workload, n, a, b):
     return None
 
 
-def print_tracked_ratios(results, workers):
-    """The ratios the issues set targets for (time ratios; lower is better for pasha)."""
-    print("\nTracked ratios (time of the first over the second; measured in this one run):")
+def tracked_ratios(results, workers):
+    """The ratios the issues set targets for: (label, value, target, met)."""
     rows = []
-    for workload, n in sorted(k for k in results if k[0] == "triple"):
-        if n >= 1_000_000:
-            times = results[(workload, n)]
-            ipc = best(times, IPC)
-            proc = best(times, ("processes",))
-            if ipc and proc:
-                rows.append((f"processes vs best IPC ({ipc[1]}), triple n={n}", proc[0] / ipc[0], "<= 0.5"))
-    for n in sorted(n for (w, n) in results if w == "triple"):
-        r = ratio(results, "triple", n, ("processes", workers), ("fork_loop", workers))
-        if r is not None and n >= 10_000_000:
-            rows.append((f"processes vs fork_loop, triple n={n}", r, "<= 0.6"))
-        r = ratio(results, "triple", n, ("threads", workers), ("openmp", workers))
-        if r is not None and n >= 10_000_000:
-            rows.append((f"threads vs openmp, triple n={n}", r, "<= 1.05"))
-    empty_threads = find(results, "empty", "threads", workers)
-    empty_omp = find(results, "empty", "openmp", workers)
-    if empty_threads and empty_omp:
-        rows.append(("threads map of 1e3 elements vs empty OpenMP region", empty_threads / empty_omp, "<= 2"))
-    empty_proc = find(results, "empty", "processes", workers)
-    empty_fork = find(results, "empty", "fork_loop", workers)
-    if empty_proc and empty_fork:
-        rows.append(("processes empty map vs raw fork+waitpid", empty_proc / empty_fork, "(reported)"))
+
+    def add(label, value, limit, reported_only=False):
+        if value is not None:
+            rows.append((label, value, "(reported)" if reported_only else f"<= {limit}",
+                         True if reported_only else value <= limit))
+
+    for n in (1_000_000, 10_000_000, 50_000_000):
+        add(f"threads vs OpenMP, triple n={n:.0e}", ratio(results, "triple", n, ("threads", workers), ("openmp", workers)), 1.05)
+    for n in (10_000_000, 50_000_000, 100_000_000):
+        add(f"processes vs fork loop, triple n={n:.0e}",
+            ratio(results, "triple", n, ("processes", workers), ("fork_loop", workers)), 0.6)
+    for n in sorted(n for (w, n) in results if w == "triple" and n >= 1_000_000):
+        times = results[("triple", n)]
+        ipc, proc = best(times, IPC), best(times, ("processes",))
+        if ipc and proc:
+            add(f"processes vs best IPC ({ipc[1]}), triple n={n:.0e}", proc[0] / ipc[0], 0.5)
+    add("threads map of no elements vs empty OpenMP region",
+        ratio(results, "empty", 0, ("threads", workers), ("openmp", workers)), 2)
+    add("threads map of 1e3 empty kernels vs OpenMP parallel for of 1e3",
+        ratio(results, "empty", 1000, ("threads", workers), ("openmp", workers)), 2)
+    add(f"processes empty map vs fork loop ({workers} workers)",
+        ratio(results, "empty", workers, ("processes", workers), ("fork_loop", workers)), 0, reported_only=True)
     for kind in ("threads", "processes"):
-        static = find(results, "imbalanced_static", kind, workers)
-        dynamic = find(results, "imbalanced_dynamic", kind, workers)
-        if static and dynamic:
-            rows.append((f"{kind}: dynamic vs static on the imbalanced kernel", dynamic / static, "<= 0.67"))
-    for label, value, target in rows:
-        print(f"  {label:<58} {value:6.3f}   target {target}")
+        static = results.get(("imbalanced_static", 100_000), {}).get((kind, 2))
+        dynamic = results.get(("imbalanced_dynamic", 100_000), {}).get((kind, 2))
+        add(f"{kind}: dynamic vs static schedule, imbalanced kernel", dynamic / static if static and dynamic else None, 0.67)
+    for w, limit in ((32, 0.6), (16, 0.7)):
+        add(f"process map vs fork loop, empty kernel, 2 GiB parent, {w} workers",
+            ratio(results, "fork_empty", 2048, ("processes", w), ("fork_loop", w)), limit)
+    return rows
 
 
-def find(results, workload, impl, workers):
-    for (w, n), times in results.items():
-        if w == workload and (impl, workers) in times:
-            return times[(impl, workers)]
-    return None
+def print_tracked_ratios(rows):
+    print("\nTracked ratios (time of the first over the second, medians measured side by side in this run):")
+    for label, value, target, met in rows:
+        print(f"  {label:<66} {value:6.3f}  target {target:<10} {'' if met else 'MISSED'}")
+
+
+def per_fork_cost(results, ballast):
+    """Seconds per fork from a parent of `ballast` MiB: the slope of the fork loop's latency over workers."""
+    points = sorted((w, t) for (impl, w), t in results.get(("fork_empty", ballast), {}).items() if impl == "fork_loop")
+    if len(points) < 2:
+        return None
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    return max(slope, 0.0)
+
+
+def print_fork_scaling(results):
+    ballasts = sorted(n for (w, n) in results if w == "fork_empty")
+    if not ballasts:
+        return
+    workers = sorted({w for b in ballasts for (impl, w) in results[("fork_empty", b)]})
+    print("\nStarting worker processes: an empty process map from its call to its return, against a fork loop")
+    print("(fork, run, waitpid each worker), by parent size (ballast) and worker count; ratio = pasha / loop:")
+    print(f"  {'ballast':>8} " + " ".join(f"{w:>17}" for w in workers))
+    for b in ballasts:
+        times = results[("fork_empty", b)]
+        cells = []
+        for w in workers:
+            p, l = times.get(("processes", w)), times.get(("fork_loop", w))
+            cells.append(f"{fmt_time(p):>8}/{fmt_time(l):>8}" if p and l else f"{'-':>17}")
+        print(f"  {b:>5} MB " + " ".join(f"{c:>17}" for c in cells))
+        print(f"  {'ratio':>8} " + " ".join(
+            f"{times[('processes', w)] / times[('fork_loop', w)]:>17.2f}" if ("processes", w) in times and
+            ("fork_loop", w) in times else f"{'-':>17}" for w in workers))
+    print(f"\nProjection for a {PROJECTED_CORES}-core node (computed, not measured): from the per-fork cost measured here")
+    print("(the fork loop's slope), a sequential fork loop takes workers x cost; pasha's tree takes ceil(log2(workers + 1))")
+    print(f"rounds of one fork each, when every worker has a core of its own (on this {os.cpu_count()}-core machine forks")
+    print("and exits of many workers compete for the same cores, which is what limits the measured ratio):")
+    for b in ballasts:
+        cost = per_fork_cost(results, b)
+        if not cost:
+            continue
+        row = []
+        for w in (8, 16, 32, 64):
+            sequential, tree = w * cost, math.ceil(math.log2(w + 1)) * cost
+            row.append(f"{w} workers {fmt_time(sequential)} vs {fmt_time(tree)} ({tree / sequential:.2f})")
+        print(f"  {b:>5} MB parent, {fmt_time(cost)} per fork: " + "; ".join(row))
 
 
 def plot(results, path):
@@ -155,10 +263,12 @@ def plot(results, path):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print(f"\nmatplotlib is missing (apt-get install python3-matplotlib): no plot written", file=sys.stderr)
+        print("\nmatplotlib is missing (tools/bazel installs python3-matplotlib): no plot written", file=sys.stderr)
         return
-    workloads = [w for w in ("triple", "compute", "rows") if any(k[0] == w for k in results)]
-    fig, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 5), squeeze=False)
+    workloads = [w for w in TUNING_WORKLOADS if any(k[0] == w for k in results)]
+    with_fork = any(k[0] == "fork_empty" for k in results)
+    panels = len(workloads) + (1 if with_fork else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5), squeeze=False)
     for ax, workload in zip(axes[0], workloads):
         sizes = sorted(n for (w, n) in results if w == workload)
         series = defaultdict(dict)
@@ -171,38 +281,61 @@ def plot(results, path):
             ax.plot(xs, [points[x] for x in xs], style, marker="o", markersize=3, label=f"{impl}/{workers}")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{workload}: throughput against size")
+        ax.set_title(f"{workload}: throughput against size\n(pasha solid, peers dashed, copy-based IPC dotted)")
         ax.set_xlabel("elements")
-        ax.set_ylabel("items per second")
+        ax.set_ylabel("elements per second")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
+    if with_fork:
+        ax = axes[0][-1]
+        for b in sorted(n for (w, n) in results if w == "fork_empty"):
+            times = results[("fork_empty", b)]
+            for impl, style in (("processes", "-"), ("fork_loop", "--")):
+                points = sorted((w, t) for (i, w), t in times.items() if i == impl)
+                if points:
+                    ax.plot([p[0] for p in points], [p[1] * 1e3 for p in points], style, marker="o", markersize=3,
+                            label=f"{'pasha' if impl == 'processes' else 'fork loop'}, {b} MB parent")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title("starting workers: empty process map vs fork loop\n(latency, lower is better)")
+        ax.set_xlabel("workers")
+        ax.set_ylabel("milliseconds")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     print(f"\nplot written to {path}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", help="read this map_bench JSON instead of running map_bench")
+    parser.add_argument("--binary", help="the map_bench_bin to run (the Bazel target passes it)")
+    parser.add_argument("--json", help="report on this map_bench JSON instead of running map_bench")
+    parser.add_argument("--full", action="store_true", help="the full sweep (takes far longer)")
     parser.add_argument("--filter", help="run only the benchmarks matching this regex")
-    parser.add_argument("--out", default="map_bench.json", help="where a new run's JSON goes")
-    parser.add_argument("--plot", default="map_bench.png", help="where the PNG plot goes")
+    parser.add_argument("--repetitions", type=int, default=5, help="repetitions of each benchmark (medians are used)")
+    parser.add_argument("--min-time", type=float, default=0.05, help="seconds each repetition runs at least")
+    parser.add_argument("--out-dir", default=os.environ.get("BUILD_WORKING_DIRECTORY", "."),
+                        help="where map_bench.json and map_bench.png go (default: where you started)")
     args = parser.parse_args()
 
     json_path = args.json
     if not json_path:
-        json_path = os.path.abspath(args.out)
-        run_map_bench(json_path, args.filter)
+        if not args.binary:
+            sys.exit("tune.py: give --binary (or run it as tools/bazel run //benchmarks:map_bench) or --json")
+        json_path = os.path.join(args.out_dir, "map_bench.json")
+        run_map_bench(args.binary, json_path, args)
     context, results = load(json_path)
     if not results:
         sys.exit(f"no map_bench results in {json_path}")
     print(f"\nmachine: {context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz, "
-          f"{context.get('date', '')}\n")
-    workers = max(w for times in results.values() for (impl, w) in times if impl in PEERS) if any(
-        impl in PEERS for times in results.values() for (impl, w) in times) else 2
-    print_table(results)
-    print_tracked_ratios(results, workers)
-    plot(results, args.plot)
+          f"{context.get('date', '')}; results in {json_path}\n")
+    workers = max((w for times in results.values() for (impl, w) in times if impl in PEERS), default=2)
+    print_tuning_table(results)
+    print_payoff(results)
+    print_tracked_ratios(tracked_ratios(results, workers))
+    print_fork_scaling(results)
+    plot(results, os.path.join(args.out_dir, "map_bench.png"))
 
 
 if __name__ == "__main__":
