@@ -17,13 +17,19 @@
 //       it throws pasha::WorkerError for the lowest failed worker id, once all have stopped (use
 //       WorkerFailures or ErrorRecord below).
 //
-// and may override rebuild_after_fork() (see Context). What Context promises a context in return:
+// and may override rebuild_after_fork() (see Context), and allocate_array(layout) (for a context that
+// needs an array's shape, not only its size; the default calls allocate). What Context promises a
+// context in return:
 //  - launch is never called concurrently on one context: maps are serialised by one lock, held from
 //    the first pre_map hook to the last post_map hook. allocate is not under that lock; a context that
 //    needs its workers inside allocate takes it with Context::exclusively.
 //  - launch is not called for a map started from inside a kernel: that map runs inline on the
 //    calling worker, with the calling worker's id.
 //  - the map hooks (pre_map, post_map) are Context's business; the worker hooks are run_worker's.
+//
+// A context whose workers span several address spaces that share no WorkerControl (the ranks of an
+// MPI job) runs each part of a map with Job::restrict_to_part and learns which elements a part
+// visits from Job::indices_of_part (pasha/job.h); contexts/mpi/mpi_context.cc is the example.
 //
 // Also here: ForkSafe mutexes (pasha/fork_safe_mutex.h), for state a worker process may touch after
 // fork.
@@ -54,6 +60,10 @@ void run_worker(Context& context, Job& job, int worker_id, WorkerControl& contro
 // map hooks: for contexts built on other contexts. job.num_active_workers() must not exceed
 // context.num_workers(). Throws what context's launch throws.
 void launch(Context& context, Job& job);
+
+// Memory for an array of `layout` from `context` (its allocate_array): memory `context`'s workers
+// can reach, for contexts built on other contexts.
+std::shared_ptr<void> allocate(Context& context, const ArrayLayout& layout);
 
 // The failures of one map whose workers share the caller's address space (threads, or the caller
 // itself): records each worker's exception and reports the lowest failed worker id with the original

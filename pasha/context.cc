@@ -112,5 +112,7 @@ void launch(Context& context, Job& job) {
   context.exclusively([&] { context.launch(job); });
 }
 
+std::shared_ptr<void> allocate(Context& context, const ArrayLayout& layout) { return context.allocate_array(layout); }
+
 }  // namespace backend
 }  // namespace pasha

@@ -46,6 +46,18 @@ class Context;
 namespace backend {
 void run_worker(Context& context, Job& job, int worker_id, WorkerControl& control);
 void launch(Context& context, Job& job);
+struct ArrayLayout;
+std::shared_ptr<void> allocate(Context& context, const ArrayLayout& layout);
+
+// What a context learns of an array it allocates (Context::allocate_array).
+struct ArrayLayout {
+  Shape shape;  // the full shape, the worker axis included for per-worker arrays
+  Strides strides;  // in elements
+  std::size_t element_size = 0;
+  Order order = Order::C;
+  bool per_worker = false;  // the worker axis is first (C order) or last (F order)
+  std::size_t bytes = 0;
+};
 }  // namespace backend
 
 class Context {
@@ -76,7 +88,9 @@ class Context {
     const detail::Layout layout = options.per_worker
                                       ? detail::per_worker_layout(shape, sizeof(T), options.order, num_workers_, kAlignment)
                                       : detail::contiguous_layout(shape, sizeof(T), options.order);
-    std::shared_ptr<void> memory = allocate(layout.bytes);
+    std::shared_ptr<void> memory = allocate_array(
+        {.shape = layout.shape, .strides = layout.strides, .element_size = sizeof(T), .order = options.order,
+         .per_worker = options.per_worker, .bytes = layout.bytes});
     T* data = static_cast<T*>(memory.get());
     if (options.fill) std::fill(data, data + layout.bytes / sizeof(T), *options.fill);
     return Array<T>(std::move(memory), data, layout.shape, layout.strides, options.order);
@@ -123,6 +137,8 @@ class Context {
   // The backend contract (pasha/backend.h).
   virtual std::shared_ptr<void> allocate(std::size_t bytes) = 0;
   virtual void launch(backend::Job& job) = 0;
+  // The memory of an array of `layout`: allocate(layout.bytes) unless a context needs the layout too.
+  virtual std::shared_ptr<void> allocate_array(const backend::ArrayLayout& layout) { return allocate(layout.bytes); }
 
   // Called in a process forked from the one that made this context, before the child's first map
   // of it, with no map of it running: rebuild what belongs to one process (threads, control blocks,
@@ -144,6 +160,7 @@ class Context {
   friend void backend::run_worker(Context& context, backend::Job& job, int worker_id,
                                   backend::WorkerControl& control);
   friend void backend::launch(Context& context, backend::Job& job);
+  friend std::shared_ptr<void> backend::allocate(Context& context, const backend::ArrayLayout& layout);
 
   void run_job(backend::Job& job);
   // Resets what belongs to another process when this process is a fork of the one that made it.

@@ -5,6 +5,9 @@
 
 #include <atomic>
 #include <cstddef>
+#include <optional>
+
+#include "pasha/functor.h"
 
 namespace pasha {
 
@@ -55,6 +58,19 @@ class Job {
   // what the kernel throws. Call it through backend::run_worker, never directly: that is what marks
   // the thread as a worker and calls the worker hooks.
   virtual void run(int worker_id, WorkerControl& control) = 0;
+
+  // For contexts that run one map as several parts whose workers share no WorkerControl (the ranks of
+  // an MPI context): a part is the active workers [first, first + count). Static shares stay each
+  // worker's own; work handed out from WorkerControl::next_position (chunks of a dynamic schedule, or
+  // shares beyond one per worker) is cut into parts in proportion to their workers, so that each part
+  // takes only its own.
+  //
+  // indices_of_part: the element indices the part's workers visit, as one range, when the job can
+  // tell (an indexed functor whose shares for the part are contiguous); nullopt otherwise.
+  virtual std::optional<IndexRange> indices_of_part(int /*first*/, int /*count*/) const { return std::nullopt; }
+  // restrict_to_part: from now on, workers of this job take handed-out work only from the part's
+  // portion (counting WorkerControl::next_position from 0 within it). Call before any worker runs.
+  virtual void restrict_to_part(int /*first*/, int /*count*/) {}
 
  protected:
   int num_active_workers_ = 0;

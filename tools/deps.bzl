@@ -5,7 +5,8 @@
 
 Every repository is declared only when the calling workspace has not declared one of the same name
 already, so a consumer can override any of them by declaring it first. Everything is local: the
-system libraries come from Debian's packages (tools/bazel installs them) and Bazel's own implicit
+system libraries (GoogleTest, Google Benchmark, hwloc, HDF5, Open MPI) come from Debian's packages
+(tools/bazel installs them) and Bazel's own implicit
 repositories from Debian's bazel-bootstrap-source package.
 """
 
@@ -22,12 +23,14 @@ _BAZEL_IMPLICIT_REPOS = [
     "rules_proto",
 ]
 
-# name -> BUILD overlay for a library installed under /usr by a Debian -dev package.
+# name -> (where a Debian -dev package installs the library, BUILD overlay).
 _SYSTEM_LIBRARIES = {
-    "com_github_google_benchmark": "benchmark.BUILD",
-    "com_google_googletest": "googletest.BUILD",
-    "hdf5": "hdf5.BUILD",
-    "hwloc": "hwloc.BUILD",
+    "com_github_google_benchmark": ("/usr", "benchmark.BUILD"),
+    "com_google_googletest": ("/usr", "googletest.BUILD"),
+    "hdf5": ("/usr", "hdf5.BUILD"),
+    "hwloc": ("/usr", "hwloc.BUILD"),
+    # Open MPI (libopenmpi-dev), for @pasha//contexts/mpi only.
+    "openmpi": ("/usr/lib/x86_64-linux-gnu/openmpi", "openmpi.BUILD"),
 }
 
 def _stub_repository_impl(ctx):
@@ -55,10 +58,10 @@ def pasha_dependencies(mock_repos = DEBIAN_BAZEL_MOCK_REPOS):
             native.local_repository(name = name, path = mock_repos + "/" + name)
     if not native.existing_rule("remote_coverage_tools"):
         _stub_repository(name = "remote_coverage_tools", build_file_content = _COVERAGE_STUB_BUILD)
-    for name, overlay in _SYSTEM_LIBRARIES.items():
+    for name, (path, overlay) in _SYSTEM_LIBRARIES.items():
         if not native.existing_rule(name):
             native.new_local_repository(
                 name = name,
-                path = "/usr",
+                path = path,
                 build_file = str(Label("//tools/third_party:" + overlay)),
             )

@@ -21,7 +21,9 @@
 #include <atomic>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -149,10 +151,31 @@ class MapJob final : public MapJobBase {
       run_share(shares_[static_cast<std::size_t>(worker_id)], visit, control);
       return;
     }
+    const std::size_t last = std::min(shares_.size(), position_end_);
     while (!control.cancelled.load(std::memory_order_relaxed)) {
-      const std::size_t s = control.next_position.fetch_add(1, std::memory_order_relaxed);
-      if (s >= shares_.size()) return;
+      const std::size_t s = position_begin_ + control.next_position.fetch_add(1, std::memory_order_relaxed);
+      if (s >= last) return;
       run_share(shares_[s], visit, control);
+    }
+  }
+
+  std::optional<IndexRange> indices_of_part(int first, int count) const override {
+    if constexpr (IndexedFunctor<F>) {
+      if (chunk_ > 0) return portion(size_, first, count);
+      const IndexRange shares = handed_out_ ? portion(shares_.size(), first, count)
+                                            : IndexRange{static_cast<std::size_t>(first),
+                                                         static_cast<std::size_t>(first + count)};
+      return hull(shares);
+    } else {
+      return std::nullopt;
+    }
+  }
+
+  void restrict_to_part(int first, int count) override {
+    const IndexRange part = portion(chunk_ > 0 ? size_ : shares_.size(), first, count);
+    if (chunk_ > 0 || handed_out_) {
+      position_begin_ = part.begin;
+      position_end_ = part.end;
     }
   }
 
@@ -178,16 +201,44 @@ class MapJob final : public MapJobBase {
   }
 
   // Dynamic schedule: chunks claimed with a compare-and-swap, so that the counter never passes the
-  // size (a fetch_add of a huge chunk could wrap around and hand out elements twice).
+  // end (a fetch_add of a huge chunk could wrap around and hand out elements twice). The counter
+  // holds the offset from position_begin_.
   void run_chunks(const KernelVisitor<Kernel>& visit, backend::WorkerControl& control) {
+    const std::size_t base = position_begin_;
+    const std::size_t limit = std::min(size_, position_end_);
     while (!control.cancelled.load(std::memory_order_relaxed)) {
-      std::size_t begin = control.next_position.load(std::memory_order_relaxed);
+      std::size_t offset = control.next_position.load(std::memory_order_relaxed);
+      std::size_t begin = 0;
       std::size_t end = 0;
       do {
-        if (begin >= size_) return;
-        end = size_ - begin > chunk_ ? begin + chunk_ : size_;
-      } while (!control.next_position.compare_exchange_weak(begin, end, std::memory_order_relaxed));
+        begin = base + offset;
+        if (begin >= limit) return;
+        end = limit - begin > chunk_ ? begin + chunk_ : limit;
+      } while (!control.next_position.compare_exchange_weak(offset, end - base, std::memory_order_relaxed));
       iterate_chunk(IndexRange{begin, end}, visit, control);
+    }
+  }
+
+  // The portion of [0, total) that active workers [first, first + count) take, in proportion.
+  IndexRange portion(std::size_t total, int first, int count) const noexcept {
+    const auto cut = [&](int w) {
+      return static_cast<std::size_t>(static_cast<unsigned __int128>(total) * static_cast<unsigned>(w) /
+                                      static_cast<unsigned>(std::max(num_active_workers_, 1)));
+    };
+    return {cut(first), cut(first + count)};
+  }
+
+  // The indices shares [range.begin, range.end) cover, when they lie end to end in ascending order.
+  std::optional<IndexRange> hull(const IndexRange& range) const {
+    if constexpr (IndexedFunctor<F>) {
+      const std::size_t end = std::min(range.end, shares_.size());
+      if (range.begin >= end) return IndexRange{};
+      for (std::size_t s = range.begin + 1; s < end; ++s) {
+        if (shares_[s].begin != shares_[s - 1].end) return std::nullopt;
+      }
+      return IndexRange{shares_[range.begin].begin, shares_[end - 1].end};
+    } else {
+      return std::nullopt;
     }
   }
 
@@ -205,6 +256,10 @@ class MapJob final : public MapJobBase {
   bool handed_out_ = false;  // more shares than workers: taken from control.next_position
   std::size_t size_ = 0;     // dynamic schedule: the functor's size
   std::size_t chunk_ = 0;    // dynamic schedule: elements per chunk (0: static shares)
+  // Handed-out work (chunks, or shares beyond one per worker) this job takes: all, unless a context
+  // restricted it to a part (restrict_to_part).
+  std::size_t position_begin_ = 0;
+  std::size_t position_end_ = SIZE_MAX;
 };
 
 // Runs a map started from inside a kernel: inline, on the calling worker (whose id the kernel gets),

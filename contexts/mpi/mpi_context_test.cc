@@ -1,0 +1,249 @@
+// MpiContext under mpirun: the conformance suite (where its semantics apply: see BUILD.bazel) and what
+// is particular to maps across ranks and nodes. Every rank runs every test, in the same order (SPMD).
+#include "contexts/mpi/mpi_context.h"
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <numeric>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "conformance/conformance.h"
+#include "functors/xfel/testing/make_run.h"
+#include "functors/xfel/xfel.h"
+#include "pasha/pasha.h"
+
+namespace pasha {
+namespace {
+
+using ::testing::HasSubstr;
+
+int WorldRank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+std::vector<conformance::ContextFactory> MpiContexts() {
+  return {
+      [] { return std::make_shared<MpiContext>(std::make_shared<SerialContext>()); },
+      [] { return std::make_shared<MpiContext>(std::make_shared<ThreadContext>(2)); },
+      [] { return std::make_shared<MpiContext>(std::make_shared<ProcessContext>(2)); },
+  };
+}
+
+class MpiMaps : public ::testing::TestWithParam<conformance::ContextFactory> {
+ protected:
+  void SetUp() override {
+    context_ = std::dynamic_pointer_cast<MpiContext>(GetParam()());
+    ASSERT_NE(context_, nullptr);
+  }
+  MpiContext& context() { return *context_; }
+
+ private:
+  std::shared_ptr<MpiContext> context_;
+};
+
+TEST_P(MpiMaps, WorkerIdsAreGlobalAndTheCountIsTheTotalOverRanks) {
+  int total = 0;
+  const int local = context().local().num_workers();
+  MPI_Allreduce(&local, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  EXPECT_EQ(context().num_workers(), total);
+  int firsts_sum = 0;
+  const int first = context().first_worker();
+  MPI_Allreduce(&first, &firsts_sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  EXPECT_GE(first, 0);
+  EXPECT_LE(first + local, total);
+  // Every worker id is some rank's: the per-worker array gets one mark per worker.
+  auto seen = context().alloc<int>({}, {.fill = 0, .per_worker = true});
+  context().map([&](int w, std::size_t, int) { seen[static_cast<std::size_t>(w)] += 1; },
+                std::views::iota(0, context().num_workers()));
+  for (int w = 0; w < context().num_workers(); ++w) EXPECT_EQ(seen[static_cast<std::size_t>(w)], 1) << "worker " << w;
+}
+
+TEST_P(MpiMaps, IndexAlignedOutputsAreWholeOnEveryRankAfterMap) {
+  constexpr std::size_t n = 100'003;
+  std::vector<double> input(n);
+  std::iota(input.begin(), input.end(), 0.0);
+  auto out = context().alloc<double>(n, {.fill = -1});
+  auto rows = context().alloc<std::int64_t>({n, 3}, {.fill = -1});
+  context().map(
+      [&](int w, std::size_t i, double v) {
+        out[i] = 3 * v;
+        rows(i, 0) = w;
+        rows(i, 2) = static_cast<std::int64_t>(i);
+      },
+      input);
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(out[i], 3.0 * static_cast<double>(i)) << "index " << i << " on rank " << context().rank();
+    ASSERT_EQ(rows(i, 2), static_cast<std::int64_t>(i)) << "index " << i << " on rank " << context().rank();
+    ASSERT_GE(rows(i, 0), 0);
+  }
+}
+
+TEST_P(MpiMaps, PerWorkerArraysAreWholeOnEveryRankAfterMap) {
+  auto partial = context().alloc<std::int64_t>({2}, {.fill = 0, .per_worker = true});
+  const int n = 10'000;
+  context().map(
+      [&](int w, std::size_t, int v) {
+        partial(w, 0) += v;
+        partial(w, 1) += 1;
+      },
+      std::views::iota(0, n));
+  std::int64_t sum = 0, count = 0;
+  for (int w = 0; w < context().num_workers(); ++w) {
+    sum += partial(w, 0);
+    count += partial(w, 1);
+  }
+  EXPECT_EQ(count, n);
+  EXPECT_EQ(sum, std::int64_t{n} * (n - 1) / 2);
+}
+
+TEST_P(MpiMaps, TheDynamicScheduleVisitsEveryIndexOnceAcrossRanks) {
+  constexpr std::size_t n = 5000;
+  auto visits = context().alloc<int>(n, {.fill = 0});
+  context().map([&](int, std::size_t i, int) { visits[i] += 1; }, std::views::iota(0, static_cast<int>(n)),
+                {.schedule = Schedule::dynamic, .chunk = 7});
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(visits[i], 1) << "index " << i;
+}
+
+TEST_P(MpiMaps, AKernelThatThrowsOnOneRankFailsTheMapOnEveryRankPromptly) {
+  const int n = 40 * context().num_workers();
+  const int failing = context().num_workers() - 1;  // the last worker: on the last rank
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    context().map(
+        [&](int w, std::size_t, int) {
+          if (w == failing) throw std::runtime_error("broken on the last worker");
+        },
+        std::views::iota(0, n));
+    FAIL() << "no exception on rank " << context().rank();
+  } catch (const WorkerError& e) {
+    EXPECT_EQ(e.worker_id(), failing);
+    EXPECT_THAT(e.what(), HasSubstr("broken on the last worker"));
+    EXPECT_THAT(e.what(), HasSubstr("worker " + std::to_string(failing)));
+    try {
+      std::rethrow_if_nested(e);
+      ADD_FAILURE() << "nothing nested";
+    } catch (const std::exception& cause) {
+      EXPECT_THAT(cause.what(), HasSubstr("broken on the last worker"));
+    }
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  // The context stays usable.
+  auto out = context().alloc<int>(64, {.fill = 0});
+  context().map([&](int, std::size_t i, int v) { out[i] = v + 1; }, std::views::iota(0, 64));
+  for (std::size_t i = 0; i < 64; ++i) ASSERT_EQ(out[i], static_cast<int>(i) + 1);
+}
+
+TEST_P(MpiMaps, CollectionsOfDifferentSizesOnDifferentRanksAreInvalidArguments) {
+  const int n = 100 + (context().rank() == 0 ? 1 : 0);
+  if (context().num_ranks() == 1) GTEST_SKIP() << "needs a second rank to disagree with";
+  try {
+    context().map([](int, std::size_t, int) {}, std::views::iota(0, n));
+    FAIL() << "no exception on rank " << context().rank();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("collection size"));
+    EXPECT_THAT(e.what(), HasSubstr("100"));
+    EXPECT_THAT(e.what(), HasSubstr("101"));
+  }
+  // Still usable, and in step.
+  auto out = context().alloc<int>(8, {.fill = 0});
+  context().map([&](int, std::size_t i, int) { out[i] = 1; }, std::views::iota(0, 8));
+  EXPECT_EQ(std::accumulate(out.begin(), out.end(), 0), 8);
+}
+
+TEST_P(MpiMaps, AnFOrderArrayAlongTheMapCannotBeMadeWholeAcrossNodes) {
+  auto matrix = context().alloc<double>({50, 4}, {.order = Order::F, .fill = 0});
+  const auto map = [&] { context().map([&](int, std::size_t i, int) { matrix(i, 0) = 1; }, std::views::iota(0, 50)); };
+  if (context().num_nodes() == 1) {
+    map();  // one node: every rank shares the array, nothing to gather
+    for (std::size_t i = 0; i < 50; ++i) EXPECT_EQ(matrix(i, 0), 1.0);
+  } else {
+    try {
+      map();
+      FAIL() << "no exception";
+    } catch (const std::logic_error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("C order"));
+    }
+  }
+}
+
+TEST_P(MpiMaps, XfelTrainsAreSplitAcrossRanksEachOpeningItsOwnFiles) {
+  // Rank 0 writes the run into the test's temporary directory, which every rank sees.
+  const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/mpi_run_" + context().local().name();
+  xfel::mock::RunSpec spec;
+  spec.num_trains = 48;
+  if (WorldRank() == 0) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    xfel::mock::write_run(dir, spec);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  const auto run = xfel::RunDirectory(dir);
+  const auto kd = run.key_data<std::uint16_t>(xfel::mock::kCameraOutput, "data.image.pixels");
+  auto sums = context().alloc<std::uint64_t>(kd.size(), {.fill = 0});
+  auto pids = context().alloc<std::int64_t>(kd.size(), {.fill = 0});
+  context().map(
+      [&](int, std::size_t i, std::uint64_t, Array<std::uint16_t> rows) {
+        std::uint64_t sum = 0;
+        for (std::uint16_t v : rows) sum += v;
+        sums[i] = sum;
+        pids[i] = getpid();
+      },
+      kd);
+  for (std::size_t i = 0; i < kd.size(); ++i) {
+    const std::uint64_t tid = kd.train_ids()[i];
+    std::uint64_t expected = 0;
+    for (std::uint64_t f = 0; f < xfel::mock::camera_count(tid); ++f) {
+      for (std::size_t e = 0; e < spec.image_height * spec.image_width; ++e) expected += xfel::mock::camera_pixel(tid, f, e);
+    }
+    ASSERT_EQ(sums[i], expected) << "train " << tid;
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+// "mpi_over_threads_4_workers": the local context's kind and the total worker count.
+struct MpiContextName {
+  std::string operator()(const ::testing::TestParamInfo<conformance::ContextFactory>& info) const {
+    const auto context = std::dynamic_pointer_cast<MpiContext>(info.param());
+    return "mpi_over_" + context->local().name() + "_" + std::to_string(context->num_workers()) + "_workers";
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(LocalContexts, MpiMaps, ::testing::ValuesIn(MpiContexts()), MpiContextName{});
+
+TEST(MpiContextSetUp, ANullLocalContextIsAnInvalidArgument) {
+  EXPECT_THROW(MpiContext(std::shared_ptr<Context>()), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace pasha
+
+namespace pasha::conformance {
+INSTANTIATE_TEST_SUITE_P(Mpi, ContextConformance, ::testing::ValuesIn(MpiContexts()), MpiContextName{});
+}  // namespace pasha::conformance
+
+// MPI is initialised before the tests are registered (the conformance names come from contexts,
+// which are collective) and finalised after all have run.
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  ::testing::InitGoogleTest(&argc, argv);
+  const int result = RUN_ALL_TESTS();
+  int worst = 0;
+  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return worst;
+}
