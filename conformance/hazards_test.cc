@@ -322,8 +322,14 @@ TEST(ForkSafety, KernelsReachTheDefaultContextWhileAnotherThreadKeepsReplacingIt
   replacer.join();
 }
 
-TEST(ForkSafety, AForkWaitsForPashasForkSafeMutexAndTheChildCanTakeIt) {
-  ForkSafeMutex mutex;
+// Both kinds pasha uses: a recursive one remembers its owner's thread, which a fork changes.
+template <typename Mutex>
+class ForkSafeMutexes : public ::testing::Test {};
+using ForkSafeKinds = ::testing::Types<ForkSafe<std::mutex>, ForkSafe<std::recursive_mutex>>;
+TYPED_TEST_SUITE(ForkSafeMutexes, ForkSafeKinds);
+
+TYPED_TEST(ForkSafeMutexes, AForkWaitsForTheHolderAndTheChildCanTakeItTwice) {
+  TypeParam mutex;
   std::atomic<bool> held{false};
   std::thread holder([&] {
     std::lock_guard lock(mutex);
@@ -333,12 +339,14 @@ TEST(ForkSafety, AForkWaitsForPashasForkSafeMutexAndTheChildCanTakeIt) {
   while (!held) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const int status = RunInChild(
       [&] {
-        std::lock_guard lock(mutex);  // the holder does not exist here
+        { std::lock_guard lock(mutex); }  // the holder does not exist here
+        { std::lock_guard lock(mutex); }  // and the child's own unlock really let it go
         return 0;
       },
       std::chrono::seconds(10));
   holder.join();
   EXPECT_EQ(status, 0) << "status " << status << " (142 is a hang)";
+  std::lock_guard lock(mutex);  // the parent's copy is free again too
 }
 
 // --- Hooks on failure paths, worker processes --------------------------------------------------

@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include <new>
+
 namespace pasha::detail {
 
 // The live ForkSafe mutexes, oldest first, and the fork handlers that lock and unlock them. Never
@@ -14,7 +16,7 @@ struct ForkSafeList {
   static ForkSafeList& instance() {
     static ForkSafeList* const list = [] {
       auto* created = new ForkSafeList;
-      pthread_atfork(&prepare, &after_fork, &after_fork);
+      pthread_atfork(&prepare, &parent, &child);
       return created;
     }();
     return *list;
@@ -26,11 +28,17 @@ struct ForkSafeList {
     for (ForkSafeBase* m = list.first; m != nullptr; m = m->next_) m->lock_for_fork();
   }
 
-  // In the parent and in the child alike: the forking thread holds them all and lets them go.
-  static void after_fork() {
+  // The forking thread holds them all: the parent lets them go, the child starts them afresh.
+  static void parent() {
     ForkSafeList& list = instance();
-    for (ForkSafeBase* m = list.first; m != nullptr; m = m->next_) m->unlock_after_fork();
+    for (ForkSafeBase* m = list.first; m != nullptr; m = m->next_) m->unlock_in_parent();
     list.mutex.unlock();
+  }
+
+  static void child() {
+    ForkSafeList& list = instance();
+    for (ForkSafeBase* m = list.first; m != nullptr; m = m->next_) m->renew_in_child();
+    new (&list.mutex) std::mutex();
   }
 };
 

@@ -3,14 +3,16 @@
 // fork(): a registry, a cache of open files, the default context. Part of the backend contract.
 //
 // Every ForkSafe mutex takes part in fork(): just before it (pthread_atfork's prepare) the forking
-// thread locks every one of them, so no other thread is inside one at the fork, and both parent and
-// child unlock them after. A fork therefore waits for the critical sections in progress; keep them
-// short, never call user code or fork() inside one, and never hold two at once (their fork-time
-// locking order is their creation order).
+// thread locks every one of them, so no other thread is inside one at the fork; after it the parent
+// unlocks them and the child starts them afresh (a recursive mutex remembers its owner's thread id,
+// which a fork changes, so the child could not unlock it). A fork therefore waits for the critical
+// sections in progress; keep them short, never call user code or fork() inside one, and never hold
+// two at once (their fork-time locking order is their creation order).
 #ifndef PASHA_FORK_SAFE_MUTEX_H_
 #define PASHA_FORK_SAFE_MUTEX_H_
 
 #include <mutex>
+#include <new>
 
 namespace pasha {
 
@@ -34,7 +36,8 @@ class ForkSafeBase {
  private:
   friend struct ForkSafeList;
   virtual void lock_for_fork() = 0;
-  virtual void unlock_after_fork() = 0;
+  virtual void unlock_in_parent() = 0;
+  virtual void renew_in_child() = 0;
   ForkSafeBase* previous_ = nullptr;
   ForkSafeBase* next_ = nullptr;
 };
@@ -54,7 +57,8 @@ class ForkSafe final : public detail::ForkSafeBase {
 
  private:
   void lock_for_fork() override { mutex_.lock(); }
-  void unlock_after_fork() override { mutex_.unlock(); }
+  void unlock_in_parent() override { mutex_.unlock(); }
+  void renew_in_child() override { new (&mutex_) Mutex(); }
   Mutex mutex_;
 };
 

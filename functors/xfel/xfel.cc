@@ -5,46 +5,19 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <optional>
 #include <cerrno>
 #include <cstring>
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
 
+#include "functors/xfel/detail/hdf5.h"
 #include "functors/xfel/detail/run_file.h"
 
 namespace pasha::xfel {
 namespace detail {
 namespace {
-
-const RunFile::Key& file_key(const Run& run, std::int32_t file, const std::string& source, const std::string& key) {
-  const RunFile& f = *run.files[static_cast<std::size_t>(file)];
-  const auto src = f.sources().find(source);
-  if (src == f.sources().end()) throw FormatError(f.path() + ": source " + source + " is not in this file");
-  const auto it = src->second.keys.find(key);
-  if (it == src->second.keys.end()) {
-    throw FormatError(f.path() + ": key " + key + " of source " + source +
-                      " is not in this file, but the index gives it rows");
-  }
-  return it->second;
-}
-
-// Throws FormatError unless loc's rows exist in the file's dataset (as recorded when it was opened).
-void validate_location(const Run& run, const std::string& source, const std::string& key, const Location& loc,
-                       const std::vector<std::size_t>& entry_shape) {
-  if (loc.count == 0) return;
-  const RunFile::Key& k = file_key(run, loc.file, source, key);
-  const std::string& path = run.files[static_cast<std::size_t>(loc.file)]->path();
-  if (k.dims.size() != entry_shape.size() + 1 ||
-      !std::equal(entry_shape.begin(), entry_shape.end(), k.dims.begin() + 1)) {
-    throw FormatError(path + ": " + k.dataset + ": entry shape differs from the other files of " + source + " " + key);
-  }
-  if (loc.first > k.dims[0] || loc.count > k.dims[0] - loc.first) {
-    throw FormatError(path + ": " + k.dataset + ": the index points at rows [" + std::to_string(loc.first) + ", " +
-                      std::to_string(loc.first) + " + " + std::to_string(loc.count) + ") but the dataset has " +
-                      std::to_string(k.dims[0]) + " rows");
-  }
-}
 
 bool glob_match(const std::string& pattern, const std::string& text) {
   return ::fnmatch(pattern.c_str(), text.c_str(), 0) == 0;
@@ -52,36 +25,115 @@ bool glob_match(const std::string& pattern, const std::string& text) {
 
 }  // namespace
 
-void read_rows(const Run& run, const std::string& source, const std::string& key, const Location& loc,
-               const std::vector<std::size_t>& entry_shape, ElementType type, void* out) {
-  validate_location(run, source, key, loc, entry_shape);
-  run.files[static_cast<std::size_t>(loc.file)]->read(file_key(run, loc.file, source, key), loc.first, loc.count,
-                                                      entry_shape, type, out);
+std::optional<std::string> stored_key(const Run& run, const Selection& selection, const std::string& source,
+                                      const std::string& key) {
+  const auto it = selection.find(source);
+  if (it == selection.end()) return std::nullopt;
+  const auto& keys = it->second;
+  if (std::binary_search(keys.begin(), keys.end(), key)) return key;
+  if (run.sources.at(source).control && std::binary_search(keys.begin(), keys.end(), key + ".value")) {
+    return key + ".value";
+  }
+  return std::nullopt;
 }
 
-void check_key(const Run& run, const std::string& source, const std::string& key,
-               const std::vector<std::size_t>& positions, ElementType type) {
+std::string stored_key_or_throw(const Run& run, const Selection& selection, const std::string& source,
+                                const std::string& key) {
+  if (selection.count(source) == 0) throw std::invalid_argument("pasha::xfel: source " + source + " is not selected");
+  if (auto stored = stored_key(run, selection, source, key)) return *stored;
+  throw std::invalid_argument("pasha::xfel: key " + key + " of source " + source + " is not selected");
+}
+
+std::shared_ptr<const ResolvedKey> Run::resolve(const std::string& source, const std::string& key) const {
+  const Hdf5Guard guard;  // the cache's lock
+  auto& slot = resolved[{source, key}];
+  if (!slot) slot = std::make_shared<const ResolvedKey>(*this, source, key);
+  return slot;
+}
+
+ResolvedKey::ResolvedKey(const Run& run, const std::string& source, const std::string& key)
+    : run_(run), source_(source), key_(key), files_(new PerFile[run.files.size()]) {
   const SourceInfo& src = run.sources.at(source);
-  const KeyInfo& info = src.keys.at(key);
-  const std::vector<Location>& locations = src.groups.at(info.group);
-  std::vector<bool> checked(run.files.size(), false);
+  info_ = &src.keys.at(key);
+  locations_ = &src.groups.at(info_->group);
+  for (std::size_t e : info_->entry_shape) row_elements_ *= e;
+  for (std::int32_t f : src.files) {
+    const RunFile& file = *run.files[static_cast<std::size_t>(f)];
+    PerFile& per_file = files_[static_cast<std::size_t>(f)];
+    per_file.file = &file;
+    const auto& keys = file.sources().at(source).keys;
+    if (const auto it = keys.find(key); it != keys.end()) per_file.key = &it->second;
+  }
+}
+
+// Throws FormatError unless loc's rows exist in its file's dataset, of the key's entry shape.
+void ResolvedKey::check_location(const Location& loc) const {
+  if (loc.count == 0) return;
+  const PerFile& per_file = files_[static_cast<std::size_t>(loc.file)];
+  const RunFile& file = *run_.files[static_cast<std::size_t>(loc.file)];
+  if (per_file.key == nullptr) {
+    fail(file.path(), "", "key " + key_ + " of source " + source_ + " is not in this file, but the index gives it rows");
+  }
+  const auto& key = *static_cast<const RunFile::Key*>(per_file.key);
+  const auto& entry = info_->entry_shape;
+  if (key.dims.size() != entry.size() + 1 || !std::equal(entry.begin(), entry.end(), key.dims.begin() + 1)) {
+    fail(file.path(), key.dataset, "entry shape differs from the other files of " + source_ + " " + key_);
+  }
+  if (loc.first > key.dims[0] || loc.count > key.dims[0] - loc.first) {
+    fail(file.path(), key.dataset,
+         "the index points at rows [" + std::to_string(loc.first) + ", " + std::to_string(loc.first) + " + " +
+             std::to_string(loc.count) + ") but the dataset has " + std::to_string(key.dims[0]) + " rows");
+  }
+}
+
+// What is known of reading `file` as `type`, found out on first use (an HDF5 call, under its lock);
+// several threads may find it out at once, with the same result.
+const ResolvedKey::PerType& ResolvedKey::prepared(std::int32_t file, ElementType type) const {
+  const PerFile& per_file = files_[static_cast<std::size_t>(file)];
+  PerType& per_type = const_cast<PerType&>(per_file.types[static_cast<std::size_t>(type)]);
+  if (per_type.state.load(std::memory_order_acquire) != kUnknown) return per_type;
+  const auto raw = per_file.file->prepare(*static_cast<const RunFile::Key*>(per_file.key), type);
+  if (raw) per_type.offset = raw->offset;
+  per_type.state.store(raw ? kRaw : kThroughHdf5, std::memory_order_release);
+  return per_type;
+}
+
+void ResolvedKey::validate(std::size_t position, ElementType type) const {
+  const Location& loc = location(position);
+  check_location(loc);
+  if (loc.count > 0) prepared(loc.file, type);
+}
+
+void ResolvedKey::validate(const std::vector<std::size_t>& positions, ElementType type) const {
+  std::vector<bool> prepared_files(run_.files.size(), false);
   for (std::size_t p : positions) {
-    const Location& loc = locations[p];
-    validate_location(run, source, key, loc, info.entry_shape);
-    if (loc.count > 0 && !checked[static_cast<std::size_t>(loc.file)]) {
-      run.files[static_cast<std::size_t>(loc.file)]->check_readable(file_key(run, loc.file, source, key), type);
-      checked[static_cast<std::size_t>(loc.file)] = true;
+    const Location& loc = location(p);
+    check_location(loc);
+    if (loc.count > 0 && !prepared_files[static_cast<std::size_t>(loc.file)]) {
+      prepared(loc.file, type);
+      prepared_files[static_cast<std::size_t>(loc.file)] = true;
     }
   }
   // A key with no rows in the selection is still checked for its type, in the first file that has it.
-  if (std::find(checked.begin(), checked.end(), true) == checked.end()) {
-    for (std::int32_t f : src.files) {
-      const auto& keys = run.files[static_cast<std::size_t>(f)]->sources().at(source).keys;
-      if (keys.count(key) > 0) {
-        run.files[static_cast<std::size_t>(f)]->check_readable(keys.at(key), type);
-        break;
-      }
+  if (std::find(prepared_files.begin(), prepared_files.end(), true) != prepared_files.end()) return;
+  for (std::int32_t f : run_.sources.at(source_).files) {
+    if (files_[static_cast<std::size_t>(f)].key != nullptr) {
+      prepared(f, type);
+      return;
     }
+  }
+}
+
+void ResolvedKey::read(const Location& loc, ElementType type, void* out) const {
+  if (loc.count == 0) return;
+  const PerType& per_type = prepared(loc.file, type);
+  const PerFile& per_file = files_[static_cast<std::size_t>(loc.file)];
+  const auto& key = *static_cast<const RunFile::Key*>(per_file.key);
+  if (per_type.state.load(std::memory_order_acquire) == kRaw) {
+    const std::uint64_t row_bytes = row_elements_ * element_size(type);
+    per_file.file->pread_bytes(per_type.offset + loc.first * row_bytes, loc.count * row_bytes, out, key.dataset);
+  } else {
+    per_file.file->read(key, loc.first, loc.count, type, out);
   }
 }
 
@@ -272,17 +324,6 @@ std::vector<std::string> DataCollection::index_groups(const std::string& source)
   return {groups.begin(), groups.end()};
 }
 
-std::string DataCollection::resolve_key(const std::string& source, const std::string& key) const {
-  const auto it = selection_->find(source);
-  if (it == selection_->end()) throw std::invalid_argument("pasha::xfel: source " + source + " is not selected");
-  const auto& keys = it->second;
-  if (std::binary_search(keys.begin(), keys.end(), key)) return key;
-  if (run_->sources.at(source).control && std::binary_search(keys.begin(), keys.end(), key + ".value")) {
-    return key + ".value";
-  }
-  throw std::invalid_argument("pasha::xfel: key " + key + " of source " + source + " is not selected");
-}
-
 DataCollection DataCollection::select(std::string_view source_glob, std::string_view key_glob) const {
   return select({{std::string(source_glob), std::string(key_glob)}});
 }
@@ -347,7 +388,7 @@ DataCollection DataCollection::select_trains(const TrainSelection& selection) co
 }
 
 std::vector<std::uint64_t> DataCollection::data_counts(const std::string& source, const std::string& key) const {
-  const std::string resolved = resolve_key(source, key);
+  const std::string resolved = detail::stored_key_or_throw(*run_, *selection_, source, key);
   const detail::SourceInfo& src = run_->sources.at(source);
   const auto& locations = src.groups.at(src.keys.at(resolved).group);
   std::vector<std::uint64_t> counts(size());
@@ -360,35 +401,34 @@ void DataCollection::close() const {
 }
 
 bool TrainData::has(const std::string& source, const std::string& key) const {
-  const auto it = selection_->find(source);
-  if (it == selection_->end()) return false;
+  const std::optional<std::string> stored = detail::stored_key(*run_, *selection_, source, key);
+  if (!stored) return false;
   const detail::SourceInfo& src = run_->sources.at(source);
-  std::string resolved = key;
-  if (!std::binary_search(it->second.begin(), it->second.end(), resolved)) {
-    resolved = key + ".value";
-    if (!src.control || !std::binary_search(it->second.begin(), it->second.end(), resolved)) return false;
-  }
-  return src.groups.at(src.keys.at(resolved).group)[position_].count > 0;
+  return src.groups.at(src.keys.at(*stored).group)[position_].count > 0;
 }
 
-std::string TrainData::resolved_key(const std::string& source, const std::string& key) const {
-  const auto it = selection_->find(source);
-  if (it == selection_->end()) throw std::invalid_argument("pasha::xfel: source " + source + " is not selected");
-  if (std::binary_search(it->second.begin(), it->second.end(), key)) return key;
-  if (run_->sources.at(source).control && std::binary_search(it->second.begin(), it->second.end(), key + ".value")) {
-    return key + ".value";
-  }
-  throw std::invalid_argument("pasha::xfel: key " + key + " of source " + source + " is not selected");
+SourceData DataCollection::source_data(const std::string& source) const { return SourceData(*this, source); }
+
+SourceData::SourceData(DataCollection collection, std::string source)
+    : collection_(std::move(collection)), source_(std::move(source)) {
+  keys_ = collection_.keys_for_source(source_);  // throws for a source that is not selected
+  for (const std::string& key : keys_) resolved_.emplace(key, collection_.run_->resolve(source_, key));
 }
 
-std::pair<const detail::KeyInfo*, detail::Location> TrainData::locate(const std::string& source,
-                                                                       const std::string& key) const {
-  const std::string resolved = resolved_key(source, key);
-  const detail::SourceInfo& src = run_->sources.at(source);
-  const detail::KeyInfo& info = src.keys.at(resolved);
-  const detail::Location loc = src.groups.at(info.group)[position_];
-  detail::validate_location(*run_, source, resolved, loc, info.entry_shape);
-  return {&info, loc};
+const std::string& SourceTrain::source() const noexcept { return data_->source_; }
+
+const std::vector<std::string>& SourceTrain::keys() const noexcept { return data_->keys_; }
+
+bool SourceTrain::has(const std::string& key) const {
+  const DataCollection& collection = data_->collection_;
+  const std::optional<std::string> stored =
+      detail::stored_key(*collection.run_, *collection.selection_, data_->source_, key);
+  return stored && data_->resolved_.at(*stored)->location(position_).count > 0;
+}
+
+const detail::ResolvedKey& SourceTrain::resolved(const std::string& key) const {
+  const DataCollection& collection = data_->collection_;
+  return *data_->resolved_.at(detail::stored_key_or_throw(*collection.run_, *collection.selection_, data_->source_, key));
 }
 
 }  // namespace pasha::xfel

@@ -8,17 +8,26 @@
 //
 // A DataCollection is a set of run files plus a selection of sources, keys and trains. Mapping a
 // DataCollection calls kernel(worker_id, index, train_id, const TrainData&); mapping a KeyData<T>
-// calls kernel(worker_id, index, train_id, pasha::Array<T> rows). Every train of train_ids() is
-// visited exactly once, `index` being its position in train_ids(), including trains where a source
-// has no data (zero rows).
+// calls kernel(worker_id, index, train_id, pasha::Array<T> rows); mapping a SourceData calls
+// kernel(worker_id, index, train_id, const SourceTrain&). Every train of train_ids() is visited
+// exactly once, `index` being its position in train_ids(), including trains where a source has no
+// data (zero rows).
+//
+// Reading: a key is resolved once (which files hold it, their datasets, shapes and types) and
+// validated once for the trains selected when its KeyData is made. A KeyData map reads each train with
+// one read into a buffer each worker reuses: `rows` is valid during the kernel call (copy what you
+// keep). Datasets stored contiguously and uncompressed in the type asked for (what the DAQ writes for
+// most detector and camera data) are read straight from the file (pread at the offset HDF5 reports),
+// with no lock, so threads read in parallel; chunked, compressed or converted data goes through HDF5,
+// one call at a time (Debian's thread-safe HDF5 takes one global lock anyway).
 //
 // Files and processes: a collection reads each file's metadata when it is built and closes it; data
 // reads open files lazily and keep them open until close() or until the last copy of the collection
 // goes. Handles are per process: in a ProcessContext each worker opens its own.
 //
 // Thread-safety: collections and key data are immutable values; reading from several threads or
-// processes at once is allowed. HDF5 calls are serialised by a mutex unless the HDF5 library is
-// thread-safe.
+// processes at once is allowed. pasha's HDF5 calls take one process-wide lock, which is fork-safe: a
+// process context's worker never inherits HDF5 in the middle of a call.
 //
 // Errors: bad input (missing paths, non-HDF5 files, missing INDEX/METADATA, counts past a dataset's
 // end, duplicated trains, unconvertible types) throws pasha::xfel::FormatError naming the file and
@@ -26,9 +35,12 @@
 #ifndef PASHA_FUNCTORS_XFEL_XFEL_H_
 #define PASHA_FUNCTORS_XFEL_XFEL_H_
 
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -45,6 +57,7 @@ namespace pasha::xfel {
 namespace detail {
 
 class RunFile;
+class ResolvedKey;
 
 // Where the rows of one (source, index group) are for one train: file -1 means no file has them.
 struct Location {
@@ -65,24 +78,84 @@ struct SourceInfo {
   std::map<std::string, std::vector<Location>> groups;  // per index group, per train of the run
 };
 
-// Everything read from a run's files; shared, immutable after construction.
+// Everything read from a run's files; shared, immutable after construction but for the cache of
+// resolved keys.
 struct Run {
   std::vector<std::shared_ptr<RunFile>> files;
   std::vector<std::uint64_t> train_ids;  // sorted union of the files' train ids
   std::map<std::string, SourceInfo> sources;
+
+  // (source, stored key) resolved, made on first use and kept (under the HDF5 lock).
+  std::shared_ptr<const ResolvedKey> resolve(const std::string& source, const std::string& key) const;
+  mutable std::map<std::pair<std::string, std::string>, std::shared_ptr<const ResolvedKey>> resolved;
 };
 
 // source -> selected keys (sorted).
 using Selection = std::map<std::string, std::vector<std::string>>;
 
-// Reads rows [loc.first, loc.first + loc.count) of (source, key) from loc.file into `out`.
-void read_rows(const Run& run, const std::string& source, const std::string& key, const Location& loc,
-               const std::vector<std::size_t>& entry_shape, ElementType type, void* out);
+// The stored name of (source, key) in `selection`: `key`, or `key + ".value"` for a CONTROL key named
+// without it; nullopt when (source, key) is not selected.
+std::optional<std::string> stored_key(const Run& run, const Selection& selection, const std::string& source,
+                                      const std::string& key);
+// The same, throwing std::invalid_argument naming the source or key that is not selected.
+std::string stored_key_or_throw(const Run& run, const Selection& selection, const std::string& source,
+                                const std::string& key);
 
-// Throws FormatError unless every file holding rows of (source, key) for the given run positions
-// has the key, with the entry shape, enough rows, and a type convertible to `type`.
-void check_key(const Run& run, const std::string& source, const std::string& key,
-               const std::vector<std::size_t>& positions, ElementType type);
+// One (source, key) of a run, resolved once: the files that hold it, their datasets, and per element
+// type whether a file's rows can be read without HDF5. Immutable but for that per-type knowledge,
+// which is filled in (lock-free, idempotently) as types are asked for.
+class ResolvedKey {
+ public:
+  ResolvedKey(const Run& run, const std::string& source, const std::string& key);
+
+  const std::vector<std::size_t>& entry_shape() const noexcept { return info_->entry_shape; }
+  std::size_t row_elements() const noexcept { return row_elements_; }
+  const Location& location(std::size_t position) const noexcept { return (*locations_)[position]; }
+
+  // Throws FormatError naming the file and dataset unless the rows of these run positions exist
+  // and their files read the key as `type`.
+  void validate(const std::vector<std::size_t>& positions, ElementType type) const;
+  void validate(std::size_t position, ElementType type) const;
+
+  // Reads the rows of `loc` (validated for `type`) as `type` into `out`: one pread, or one HDF5 read.
+  void read(const Location& loc, ElementType type, void* out) const;
+
+ private:
+  // What is known of one file for one type: not yet asked, readable through HDF5, readable raw.
+  enum : std::uint8_t { kUnknown = 0, kThroughHdf5 = 1, kRaw = 2 };
+  struct PerType {
+    std::atomic<std::uint8_t> state{kUnknown};
+    std::uint64_t offset = 0;  // of the dataset's data, when raw
+  };
+  struct PerFile {
+    const RunFile* file = nullptr;
+    const void* key = nullptr;  // the file's RunFile::Key, null when the file lacks the key
+    std::array<PerType, kNumElementTypes> types;
+  };
+
+  void check_location(const Location& loc) const;
+  const PerType& prepared(std::int32_t file, ElementType type) const;
+
+  const Run& run_;
+  std::string source_;
+  std::string key_;
+  const KeyInfo* info_ = nullptr;
+  const std::vector<Location>* locations_ = nullptr;
+  std::size_t row_elements_ = 1;
+  std::unique_ptr<PerFile[]> files_;  // by run file index
+};
+
+// A buffer of the calling thread's (in a worker process, of the worker's), reused from call to call.
+template <class T>
+T* worker_buffer(std::size_t elements) {
+  thread_local std::unique_ptr<T[]> buffer;
+  thread_local std::size_t capacity = 0;
+  if (elements > capacity) {
+    buffer.reset(new T[elements]);
+    capacity = elements;
+  }
+  return buffer.get();
+}
 
 // A contiguous heap array of `shape` for one train's rows or a bulk read.
 template <class T>
@@ -150,12 +223,17 @@ class TrainData {
   // FormatError when the file cannot be read as T.
   template <class T>
   Array<T> get(const std::string& source, const std::string& key) const {
-    const auto [info, loc] = locate(source, key);
-    Array<T> rows = detail::heap_array<T>(detail::rows_shape(loc.count, info->entry_shape));
-    if (loc.count > 0) {
-      detail::read_rows(*run_, source, resolved_key(source, key), loc, info->entry_shape, detail::element_type_of<T>(),
-                        rows.data());
-    }
+    return read<T>(*run_->resolve(source, detail::stored_key_or_throw(*run_, *selection_, source, key)), position_);
+  }
+
+  // This train's rows of a resolved key, in a new array; validated for T.
+  template <class T>
+  static Array<T> read(const detail::ResolvedKey& resolved, std::size_t position) {
+    constexpr detail::ElementType type = detail::element_type_of<T>();
+    resolved.validate(position, type);
+    const detail::Location& loc = resolved.location(position);
+    Array<T> rows = detail::heap_array<T>(detail::rows_shape(loc.count, resolved.entry_shape()));
+    if (loc.count > 0) resolved.read(loc, type, rows.data());
     return rows;
   }
 
@@ -163,14 +241,14 @@ class TrainData {
   friend class DataCollection;
   TrainData(const detail::Run* run, const detail::Selection* selection, std::size_t position, std::uint64_t train_id)
       : run_(run), selection_(selection), position_(position), train_id_(train_id) {}
-  std::pair<const detail::KeyInfo*, detail::Location> locate(const std::string& source, const std::string& key) const;
-  std::string resolved_key(const std::string& source, const std::string& key) const;
 
   const detail::Run* run_;
   const detail::Selection* selection_;
   std::size_t position_;  // in run_->train_ids
   std::uint64_t train_id_;
 };
+
+class SourceData;
 
 // A run (or one file) with a selection of sources, keys and trains. Cheap to copy (shares the run).
 // An indexed pasha functor: kernel(worker_id, index, train_id, const TrainData&).
@@ -204,6 +282,10 @@ class DataCollection {
   template <class T>
   KeyData<T> key_data(const std::string& source, const std::string& key) const;
 
+  // One source over the collection's trains, with every selected key (EXtra-data's run[source]).
+  // Throws std::invalid_argument for a source that is not selected.
+  SourceData source_data(const std::string& source) const;
+
   // Per-train counts of a (source, index group) pair, aligned with train_ids().
   std::vector<std::uint64_t> data_counts(const std::string& source, const std::string& key) const;
 
@@ -226,13 +308,12 @@ class DataCollection {
   friend DataCollection H5File(const std::string& path, const OpenOptions& options);
   template <class T>
   friend class KeyData;
+  friend class SourceData;
+  friend class SourceTrain;
 
   DataCollection() = default;
   static DataCollection from_files(std::vector<std::shared_ptr<detail::RunFile>> files, const OpenOptions& options,
                                    std::vector<std::pair<std::string, std::string>> skipped);
-  // The stored key name: `key`, or `key + ".value"` for a CONTROL key named without it. Throws
-  // std::invalid_argument when (source, key) is not selected.
-  std::string resolve_key(const std::string& source, const std::string& key) const;
   DataCollection with_positions(std::vector<std::size_t> positions) const;
 
   std::shared_ptr<const detail::Run> run_;
@@ -249,7 +330,8 @@ DataCollection RunDirectory(const std::string& path, const OpenOptions& options 
 DataCollection H5File(const std::string& path, const OpenOptions& options = {});
 
 // One key of one source over the collection's trains, read as T (HDF5 converts the stored type).
-// An indexed pasha functor: kernel(worker_id, index, train_id, pasha::Array<T> rows).
+// An indexed pasha functor: kernel(worker_id, index, train_id, pasha::Array<T> rows), `rows` a view of
+// the worker's reused buffer, valid during the call.
 template <class T>
 class KeyData {
  public:
@@ -257,10 +339,10 @@ class KeyData {
   const std::string& key() const noexcept { return key_; }
   const std::vector<std::uint64_t>& train_ids() const noexcept { return collection_.train_ids(); }
   // Shape of one row.
-  Shape entry_shape() const { return Shape(info_->entry_shape); }
+  Shape entry_shape() const { return Shape(resolved_->entry_shape()); }
   // (sum of counts,) + entry_shape.
-  Shape shape() const { return detail::rows_shape(total_rows(), info_->entry_shape); }
-  std::size_t ndim() const { return info_->entry_shape.size() + 1; }
+  Shape shape() const { return detail::rows_shape(total_rows(), resolved_->entry_shape()); }
+  std::size_t ndim() const { return resolved_->entry_shape().size() + 1; }
   // Rows per train, aligned with train_ids().
   std::vector<std::uint64_t> data_counts() const {
     std::vector<std::uint64_t> counts(size());
@@ -277,18 +359,15 @@ class KeyData {
   // together.
   Array<T> ndarray() const {
     Array<T> all = detail::heap_array<T>(shape());
-    const std::size_t row_elements = entry_elements();
+    const std::size_t row_elements = resolved_->row_elements();
     std::size_t row = 0;
     detail::Location pending;
     std::size_t pending_row = 0;
     auto flush = [&] {
-      if (pending.count > 0) {
-        detail::read_rows(*collection_.run_, source_, key_, pending, info_->entry_shape, detail::element_type_of<T>(),
-                          all.data() + pending_row * row_elements);
-      }
+      if (pending.count > 0) resolved_->read(pending, kType, all.data() + pending_row * row_elements);
     };
     for (std::size_t i = 0; i < size(); ++i) {
-      const detail::Location loc = location(i);
+      const detail::Location& loc = location(i);
       if (loc.count == 0) continue;
       if (pending.count > 0 && loc.file == pending.file && loc.first == pending.first + pending.count) {
         pending.count += loc.count;
@@ -305,7 +384,7 @@ class KeyData {
   KeyData select_trains(const TrainSelection& selection) const {
     return KeyData(collection_.select_trains(selection), source_, key_);
   }
-  // Closes the HDF5 handles this process opened; later reads reopen them.
+  // Closes the HDF5 handles and descriptors this process opened; later reads reopen them.
   void close() const { collection_.close(); }
 
   // Functor interface. Kernel exceptions unwind through iterate.
@@ -313,32 +392,29 @@ class KeyData {
   std::size_t size() const noexcept { return collection_.size(); }
   template <class Visit>
   void iterate(const IndexRange& share, Visit&& visit) const {
+    const std::size_t row_elements = resolved_->row_elements();
     for (std::size_t i = share.begin; i < share.end; ++i) {
-      const detail::Location loc = location(i);
-      Array<T> rows = detail::heap_array<T>(detail::rows_shape(loc.count, info_->entry_shape));
-      if (loc.count > 0) {
-        detail::read_rows(*collection_.run_, source_, key_, loc, info_->entry_shape, detail::element_type_of<T>(),
-                          rows.data());
-      }
-      visit(i, collection_.train_ids_[i], std::move(rows));
+      const detail::Location& loc = location(i);
+      T* rows = detail::worker_buffer<T>(static_cast<std::size_t>(loc.count) * row_elements);
+      if (loc.count > 0) resolved_->read(loc, kType, rows);
+      visit(i, collection_.train_ids_[i],
+            Array<T>(nullptr, rows, detail::rows_shape(loc.count, resolved_->entry_shape()), Order::C));
     }
   }
 
  private:
   friend class DataCollection;
+  static constexpr detail::ElementType kType = detail::element_type_of<T>();
+
+  // Resolves the key and validates every selected train's rows and files for T, once.
   KeyData(DataCollection collection, std::string source, std::string key)
-      : collection_(std::move(collection)), source_(std::move(source)), key_(std::move(key)) {
-    const detail::SourceInfo& src = collection_.run_->sources.at(source_);
-    info_ = &src.keys.at(key_);
-    locations_ = &src.groups.at(info_->group);
-    detail::check_key(*collection_.run_, source_, key_, collection_.positions_, detail::element_type_of<T>());
+      : collection_(std::move(collection)),
+        source_(std::move(source)),
+        key_(std::move(key)),
+        resolved_(collection_.run_->resolve(source_, key_)) {
+    resolved_->validate(collection_.positions_, kType);
   }
-  detail::Location location(std::size_t i) const { return (*locations_)[collection_.positions_[i]]; }
-  std::size_t entry_elements() const {
-    std::size_t n = 1;
-    for (std::size_t e : info_->entry_shape) n *= e;
-    return n;
-  }
+  const detail::Location& location(std::size_t i) const { return resolved_->location(collection_.positions_[i]); }
   std::uint64_t total_rows() const {
     std::uint64_t n = 0;
     for (std::size_t i = 0; i < size(); ++i) n += location(i).count;
@@ -348,14 +424,74 @@ class KeyData {
   DataCollection collection_;
   std::string source_;
   std::string key_;
-  const detail::KeyInfo* info_ = nullptr;
-  const std::vector<detail::Location>* locations_ = nullptr;
+  std::shared_ptr<const detail::ResolvedKey> resolved_;
 };
 
 template <class T>
 KeyData<T> DataCollection::key_data(const std::string& source, const std::string& key) const {
-  return KeyData<T>(*this, source, resolve_key(source, key));
+  return KeyData<T>(*this, source, detail::stored_key_or_throw(*run_, *selection_, source, key));
 }
+
+// One train of one source: what a kernel mapped over a SourceData receives. Valid during the call.
+class SourceTrain {
+ public:
+  std::uint64_t train_id() const noexcept { return train_id_; }
+  const std::string& source() const noexcept;
+  // The selected keys of the source (CONTROL keys as "x.value" and "x.timestamp").
+  const std::vector<std::string>& keys() const noexcept;
+  // True when `key` is selected and has at least one row in this train.
+  bool has(const std::string& key) const;
+  // This train's rows of `key`, in a new array: shape (count, entry_shape...), count possibly 0.
+  // CONTROL keys may be named without ".value". Throws std::invalid_argument for a key that is not
+  // selected, FormatError when the file cannot be read as T.
+  template <class T>
+  Array<T> get(const std::string& key) const {
+    return TrainData::read<T>(resolved(key), position_);
+  }
+
+ private:
+  friend class SourceData;
+  SourceTrain(const SourceData* data, std::size_t position, std::uint64_t train_id)
+      : data_(data), position_(position), train_id_(train_id) {}
+  const detail::ResolvedKey& resolved(const std::string& key) const;
+
+  const SourceData* data_;
+  std::size_t position_;
+  std::uint64_t train_id_;
+};
+
+// One source over a collection's trains, with every selected key resolved once (EXtra-data's
+// run[source]). An indexed pasha functor: kernel(worker_id, index, train_id, const SourceTrain&).
+class SourceData {
+ public:
+  const std::string& source() const noexcept { return source_; }
+  const std::vector<std::string>& keys() const noexcept { return keys_; }
+  const std::vector<std::uint64_t>& train_ids() const noexcept { return collection_.train_ids(); }
+  SourceData select_trains(const TrainSelection& selection) const {
+    return SourceData(collection_.select_trains(selection), source_);
+  }
+
+  // Functor interface. Kernel exceptions unwind through iterate.
+  static constexpr bool pasha_exceptions_pass_through = true;
+  std::size_t size() const noexcept { return collection_.size(); }
+  template <class Visit>
+  void iterate(const IndexRange& share, Visit&& visit) const {
+    for (std::size_t i = share.begin; i < share.end; ++i) {
+      const SourceTrain train(this, collection_.positions_[i], collection_.train_ids_[i]);
+      visit(i, collection_.train_ids_[i], train);
+    }
+  }
+
+ private:
+  friend class DataCollection;
+  friend class SourceTrain;
+  SourceData(DataCollection collection, std::string source);
+
+  DataCollection collection_;
+  std::string source_;
+  std::vector<std::string> keys_;
+  std::map<std::string, std::shared_ptr<const detail::ResolvedKey>> resolved_;  // by stored key
+};
 
 }  // namespace pasha::xfel
 

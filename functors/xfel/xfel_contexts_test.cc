@@ -1,20 +1,24 @@
 // The XFEL functors in every context: each train is visited exactly once with its index, train id
 // and rows. Kernels report only through arrays from the context's alloc, so that the checks also
 // hold for forked workers.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "conformance/pasha_contexts.h"
+#include "functors/xfel/testing/make_run.h"
 #include "functors/xfel/testing/temp_run.h"
 #include "functors/xfel/xfel.h"
-#include "pasha/errors.h"
-#include "functors/xfel/testing/make_run.h"
+#include "pasha/pasha.h"
 
 namespace pasha::xfel {
 namespace {
@@ -142,6 +146,50 @@ TEST_P(XfelInEveryContext, DataCollectionMapGivesEachTrainsDataForEverySelectedS
   }
 }
 
+TEST_P(XfelInEveryContext, SourceDataGivesEachTrainItsViewOfTheSource) {
+  const DataCollection dc = RunDirectory(run().dir);
+  const SourceData camera = dc.source_data(mock::kCameraOutput);
+  EXPECT_THAT(camera.keys(), ::testing::Contains("data.image.pixels"));
+  const std::size_t n = camera.size();
+  auto visits = ctx().alloc<int>(n, {.fill = 0});
+  auto sums = ctx().alloc<std::uint64_t>(n, {.fill = 0});
+  auto ids = ctx().alloc<std::uint64_t>(n, {.fill = 0});
+  auto has = ctx().alloc<int>(n, {.fill = -1});
+  ctx().map(
+      [&](int, std::size_t index, std::uint64_t train_id, const SourceTrain& train) {
+        visits[index] += 1;
+        has[index] = train.has("data.image.pixels") ? 1 : 0;
+        const auto image = train.get<std::uint16_t>("data.image.pixels");
+        sums[index] = std::accumulate(image.begin(), image.end(), std::uint64_t{0});
+        const auto tid = train.get<std::uint64_t>("data.trainId");
+        ids[index] = tid.size() > 0 ? tid[0] : train_id;
+      },
+      camera);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t tid = dc.train_ids()[i];
+    EXPECT_EQ(visits[i], 1);
+    EXPECT_EQ(has[i], mock::camera_count(tid) > 0 ? 1 : 0);
+    EXPECT_EQ(sums[i], camera_sum(tid)) << "train " << tid;
+    EXPECT_EQ(ids[i], tid);
+  }
+  EXPECT_THROW(dc.source_data("NO/SUCH/SOURCE"), std::invalid_argument);
+}
+
+TEST_P(XfelInEveryContext, DataStoredChunkedOrCompressedReadsThroughHdf5WithTheSameValues) {
+  mock::RunSpec compressed = spec();
+  compressed.data_storage = mock::RunSpec::Storage::compressed;
+  const testing::TempRun other =
+      testing::make_temp_run("compressed_" + ctx().name() + "_" + std::to_string(ctx().num_workers()), compressed);
+  const auto kd = RunDirectory(other.dir).key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  auto sums = ctx().alloc<std::uint64_t>(kd.size(), {.fill = 0});
+  ctx().map(
+      [&](int, std::size_t index, std::uint64_t, Array<std::uint16_t> rows) {
+        sums[index] = std::accumulate(rows.begin(), rows.end(), std::uint64_t{0});
+      },
+      kd);
+  for (std::size_t i = 0; i < kd.size(); ++i) EXPECT_EQ(sums[i], camera_sum(kd.train_ids()[i]));
+}
+
 TEST_P(XfelInEveryContext, HandlesOpenedByTheCallerBeforeTheMapStayUsableOnBothSides) {
   const DataCollection dc = RunDirectory(run().dir);
   const auto kd = dc.key_data<std::uint16_t>(mock::kDetector, "image.data");
@@ -187,6 +235,40 @@ TEST_P(XfelInEveryContext, ABadIndexInOneTrainFailsTheMapWithAWorkerError) {
     ADD_FAILURE() << "no WorkerError";
   } catch (const WorkerError& error) {
     EXPECT_NE(std::string(error.what()).find("RAW-R0450-DA01-S00001.h5"), std::string::npos) << error.what();
+  }
+}
+
+// A process map forks while another thread of the caller is inside an HDF5 call (reading chunked
+// data, which goes through HDF5): the workers must not inherit HDF5, or pasha's lock of it, mid-call.
+TEST(XfelForkSafety, ProcessMapsReadWhileAnotherThreadReadsThroughHdf5) {
+  mock::RunSpec chunked;
+  chunked.data_storage = mock::RunSpec::Storage::chunked;
+  const testing::TempRun run = testing::make_temp_run("fork_safety", chunked);
+  const DataCollection dc = RunDirectory(run.dir);
+  const auto kd = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  std::atomic<bool> reading{true};
+  std::thread reader([&] {
+    while (reading) (void)kd.ndarray();
+  });
+  ProcessContext context(3);
+  auto sums = context.alloc<std::uint64_t>(kd.size(), {.fill = 0});
+  const auto start = std::chrono::steady_clock::now();
+  for (int round = 0; round < 30 && std::chrono::steady_clock::now() - start < std::chrono::seconds(60); ++round) {
+    context.map(
+        [&](int, std::size_t index, std::uint64_t, Array<std::uint16_t> rows) {
+          sums[index] = std::accumulate(rows.begin(), rows.end(), std::uint64_t{0});
+        },
+        kd);
+  }
+  reading = false;
+  reader.join();
+  for (std::size_t i = 0; i < kd.size(); ++i) {
+    std::uint64_t expected = 0;
+    const std::uint64_t tid = kd.train_ids()[i];
+    for (std::uint64_t f = 0; f < mock::camera_count(tid); ++f) {
+      for (std::size_t e = 0; e < chunked.image_height * chunked.image_width; ++e) expected += mock::camera_pixel(tid, f, e);
+    }
+    EXPECT_EQ(sums[i], expected);
   }
 }
 

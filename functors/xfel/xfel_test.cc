@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -348,6 +349,106 @@ TEST(XfelBadInput, AZeroTrainIdBeforeRealOnesIsAFormatError) {
   const TempRun run = make_temp_run("zero_inside");
   overwrite_u64(run.files[0], "INDEX/trainId", 3, 0);
   EXPECT_THAT(format_error_of([&] { H5File(run.files[0]); }), HasSubstr("INDEX/trainId"));
+}
+
+// The camera pixels of every train, read through KeyData::ndarray and through a map.
+std::vector<std::uint16_t> camera_values(const std::string& dir) {
+  const auto kd = RunDirectory(dir).key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  const Array<std::uint16_t> all = kd.ndarray();
+  std::vector<std::uint16_t> values(all.begin(), all.end());
+  SerialContext ctx;
+  std::vector<std::uint16_t> mapped;
+  ctx.map([&](int, std::size_t, std::uint64_t, Array<std::uint16_t> rows) { mapped.insert(mapped.end(), rows.begin(), rows.end()); },
+          kd);
+  EXPECT_EQ(mapped, values) << "map and ndarray disagree";
+  return values;
+}
+
+mock::RunSpec spec_with(mock::RunSpec::Storage storage, bool checksummed = false) {
+  mock::RunSpec spec;
+  spec.data_storage = storage;
+  spec.checksummed_format = checksummed;
+  return spec;
+}
+
+TEST(XfelStorage, ContiguousDataInTheAskedTypeIsReadRawAnythingElseThroughHdf5) {
+  for (const auto storage : {mock::RunSpec::Storage::contiguous, mock::RunSpec::Storage::chunked,
+                             mock::RunSpec::Storage::compressed}) {
+    const TempRun run = make_temp_run("storage_" + std::to_string(static_cast<int>(storage)), spec_with(storage));
+    const auto file = detail::RunFile::open(run.files[0]);
+    const auto& key = file->sources().at(mock::kCameraOutput).keys.at("data.image.pixels");
+    const bool contiguous = storage == mock::RunSpec::Storage::contiguous;
+    EXPECT_EQ(file->prepare(key, detail::ElementType::u16).has_value(), contiguous);
+    // Another type than the stored one needs HDF5's conversion.
+    EXPECT_FALSE(file->prepare(key, detail::ElementType::f64).has_value());
+  }
+}
+
+TEST(XfelStorage, ContiguousChunkedAndCompressedDataGiveTheSameValuesBitForBit) {
+  const mock::RunSpec spec;
+  std::vector<std::uint16_t> expected;
+  const auto kd_ids = expected_ids(spec);
+  for (std::uint64_t tid : kd_ids) {
+    for (std::uint64_t f = 0; f < mock::camera_count(tid); ++f) {
+      for (std::size_t e = 0; e < spec.image_height * spec.image_width; ++e) expected.push_back(mock::camera_pixel(tid, f, e));
+    }
+  }
+  for (const auto storage : {mock::RunSpec::Storage::contiguous, mock::RunSpec::Storage::chunked,
+                             mock::RunSpec::Storage::compressed}) {
+    SCOPED_TRACE("storage " + std::to_string(static_cast<int>(storage)));
+    const TempRun run = make_temp_run("same_" + std::to_string(static_cast<int>(storage)), spec_with(storage));
+    EXPECT_EQ(camera_values(run.dir), expected);
+  }
+}
+
+// Replaces the first occurrence of `from` in the file's bytes by `to` (same length).
+void patch_bytes(const std::string& path, const std::string& from, const std::string& to) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::size_t at = bytes.find(from);
+  ASSERT_NE(at, std::string::npos) << "pattern not in " << path;
+  bytes.replace(at, from.size(), to);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+TEST(XfelBadInput, ADataOffsetPastTheFileEndIsAFormatErrorNotAReadPastTheEnd) {
+  const TempRun run = make_temp_run("bad_offset");
+  std::uint64_t offset = 0;
+  {
+    const hid_t f = H5Fopen(run.files[0].c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t ds = H5Dopen2(f, "INSTRUMENT/FXE_XAD_GEC/CAM/CAMERA:daqOutput/data/image/pixels", H5P_DEFAULT);
+    offset = H5Dget_offset(ds);
+    H5Dclose(ds);
+    H5Fclose(f);
+  }
+  ASSERT_GT(offset, 0u);
+  // The layout message stores the data's address as 8 little-endian bytes; point it far past the end.
+  std::string from(8, '\0'), to(8, '\0');
+  for (int b = 0; b < 8; ++b) from[static_cast<std::size_t>(b)] = static_cast<char>((offset >> (8 * b)) & 0xff);
+  const std::uint64_t damaged = offset + (std::uint64_t{1} << 40);
+  for (int b = 0; b < 8; ++b) to[static_cast<std::size_t>(b)] = static_cast<char>((damaged >> (8 * b)) & 0xff);
+  patch_bytes(run.files[0], from, to);
+  const std::string what = format_error_of([&] {
+    RunDirectory(run.dir).key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  });
+  EXPECT_THAT(what, HasSubstr(run.files[0]));
+  EXPECT_THAT(what, HasSubstr("INSTRUMENT/FXE_XAD_GEC/CAM/CAMERA:daqOutput/data/image/pixels"));
+}
+
+TEST(XfelBadInput, AFileTruncatedAfterItWasOpenedIsAFormatErrorNotAReadPastTheEnd) {
+  const TempRun run = make_temp_run("truncated_later");
+  const DataCollection dc = RunDirectory(run.dir);
+  const auto kd = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");  // validated here
+  std::filesystem::resize_file(run.files[0], std::filesystem::file_size(run.files[0]) / 2);
+  SerialContext ctx;
+  try {
+    ctx.map([](int, std::size_t, std::uint64_t, Array<std::uint16_t>) {}, kd);
+    FAIL() << "no exception";
+  } catch (const WorkerError& e) {
+    EXPECT_THAT(e.what(), HasSubstr(run.files[0]));
+    EXPECT_THAT(e.what(), HasSubstr("truncated"));
+    EXPECT_THROW(std::rethrow_if_nested(e), FormatError);
+  }
 }
 
 TEST(XfelFiles, CloseDropsHandlesAndLaterReadsReopen) {

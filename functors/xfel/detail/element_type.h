@@ -2,6 +2,7 @@
 #ifndef PASHA_FUNCTORS_XFEL_DETAIL_ELEMENT_TYPE_H_
 #define PASHA_FUNCTORS_XFEL_DETAIL_ELEMENT_TYPE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -23,6 +24,29 @@ constexpr ElementType element_type_of() {
   } else {
     return sizeof(T) == 1 ? ElementType::u8 : sizeof(T) == 2 ? ElementType::u16 : sizeof(T) == 4 ? ElementType::u32 : ElementType::u64;
   }
+}
+
+inline constexpr std::size_t kNumElementTypes = 10;
+
+// The bytes of one element of `type`.
+constexpr std::size_t element_size(ElementType type) {
+  switch (type) {
+    case ElementType::i8:
+    case ElementType::u8:
+      return 1;
+    case ElementType::i16:
+    case ElementType::u16:
+      return 2;
+    case ElementType::i32:
+    case ElementType::u32:
+    case ElementType::f32:
+      return 4;
+    case ElementType::i64:
+    case ElementType::u64:
+    case ElementType::f64:
+      return 8;
+  }
+  return 0;
 }
 
 // "uint16", "float32", ...

@@ -5,20 +5,21 @@
 #include <mutex>
 
 #include "functors/xfel/format_error.h"
+#include "pasha/fork_safe_mutex.h"
 
 namespace pasha::xfel::detail {
 namespace {
 
-std::recursive_mutex& hdf5_mutex() {
-  static std::recursive_mutex mutex;
+ForkSafe<std::recursive_mutex>& hdf5_mutex() {
+  static ForkSafe<std::recursive_mutex> mutex;
   return mutex;
 }
 
-[[noreturn]] void fail(const std::string& file_name, const std::string& hdf5_path, const std::string& what) {
+}  // namespace
+
+void fail(const std::string& file_name, const std::string& hdf5_path, const std::string& what) {
   throw FormatError(file_name + (hdf5_path.empty() ? "" : ": " + hdf5_path) + ": " + what);
 }
-
-}  // namespace
 
 const char* element_type_name(ElementType type) {
   switch (type) {
@@ -36,16 +37,8 @@ const char* element_type_name(ElementType type) {
   return "unknown";
 }
 
-bool hdf5_is_threadsafe() {
-  static const bool threadsafe = [] {
-    hbool_t flag = false;
-    return H5is_library_threadsafe(&flag) >= 0 && flag;
-  }();
-  return threadsafe;
-}
-
-Hdf5Guard::Hdf5Guard() : locked_(!hdf5_is_threadsafe()) {
-  if (locked_) hdf5_mutex().lock();
+Hdf5Guard::Hdf5Guard() {
+  hdf5_mutex().lock();
   thread_local bool silenced = false;
   if (!silenced) {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
@@ -53,9 +46,7 @@ Hdf5Guard::Hdf5Guard() : locked_(!hdf5_is_threadsafe()) {
   }
 }
 
-Hdf5Guard::~Hdf5Guard() {
-  if (locked_) hdf5_mutex().unlock();
-}
+Hdf5Guard::~Hdf5Guard() { hdf5_mutex().unlock(); }
 
 void Handle::reset() noexcept {
   if (id_ >= 0 && closer_ != nullptr) closer_(id_);
@@ -234,25 +225,9 @@ void check_convertible(hid_t dataset, ElementType type, const std::string& file_
   }
 }
 
-void read_rows(hid_t dataset, const std::string& file_name, const std::string& hdf5_path, std::uint64_t first,
-               std::uint64_t count, const std::vector<std::size_t>& entry_shape, ElementType type, void* out) {
-  const auto dims = dataset_dims(dataset, file_name, hdf5_path);
-  if (dims.size() != entry_shape.size() + 1) {
-    fail(file_name, hdf5_path,
-         "has " + std::to_string(dims.size()) + " dimensions, expected " + std::to_string(entry_shape.size() + 1));
-  }
-  for (std::size_t axis = 0; axis < entry_shape.size(); ++axis) {
-    if (dims[axis + 1] != entry_shape[axis]) {
-      fail(file_name, hdf5_path, "entry shape differs from the other files of this key");
-    }
-  }
-  if (first > dims[0] || count > dims[0] - first) {
-    fail(file_name, hdf5_path,
-         "the index points at rows [" + std::to_string(first) + ", " + std::to_string(first) + " + " +
-             std::to_string(count) + ") but the dataset has " + std::to_string(dims[0]) + " rows");
-  }
+void read_rows(hid_t dataset, const std::vector<std::uint64_t>& dims, const std::string& file_name,
+               const std::string& hdf5_path, std::uint64_t first, std::uint64_t count, ElementType type, void* out) {
   if (count == 0) return;
-  check_convertible(dataset, type, file_name, hdf5_path);
   std::vector<hsize_t> start(dims.size(), 0), extent(dims.begin(), dims.end());
   start[0] = first;
   extent[0] = count;
@@ -267,6 +242,18 @@ void read_rows(hid_t dataset, const std::string& file_name, const std::string& h
          "cannot read rows [" + std::to_string(first) + ", " + std::to_string(first + count) + ") as " +
              element_type_name(type) + " (the file may be damaged)");
   }
+}
+
+std::optional<RawStorage> raw_storage(hid_t dataset, const std::string& file_name, const std::string& hdf5_path,
+                                      ElementType type) {
+  Handle plist(H5Dget_create_plist(dataset), H5Pclose);
+  if (!plist.valid()) fail(file_name, hdf5_path, "cannot read the dataset's creation properties");
+  if (H5Pget_layout(plist.get()) != H5D_CONTIGUOUS || H5Pget_nfilters(plist.get()) != 0) return std::nullopt;
+  Handle stored(H5Dget_type(dataset), H5Tclose);
+  if (!stored.valid() || H5Tequal(stored.get(), native_type(type)) <= 0) return std::nullopt;
+  const haddr_t offset = H5Dget_offset(dataset);
+  if (offset == HADDR_UNDEF) return std::nullopt;  // not allocated (never written): HDF5 gives fill values
+  return RawStorage{static_cast<std::uint64_t>(offset), static_cast<std::uint64_t>(H5Dget_storage_size(dataset))};
 }
 
 }  // namespace pasha::xfel::detail

@@ -3,12 +3,19 @@
 //
 // Every function here turns HDF5 failures into pasha::xfel::FormatError naming the file and HDF5
 // path; HDF5's own error printing is silenced on every thread that goes through Hdf5Guard.
+//
+// Locking: every HDF5 call of pasha's is made under Hdf5Guard, one process-wide lock (Debian's
+// thread-safe HDF5 takes one global lock for every call anyway). The lock is fork-safe
+// (pasha/fork_safe_mutex.h): a fork waits for the HDF5 call in progress, so that a forked worker never
+// inherits HDF5 in the middle of a call. Data of contiguous, unfiltered datasets is read without
+// HDF5 (RunFile::pread_rows), so reads on the hot path take no lock at all.
 #ifndef PASHA_FUNCTORS_XFEL_DETAIL_HDF5_H_
 #define PASHA_FUNCTORS_XFEL_DETAIL_HDF5_H_
 
 #include <hdf5.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,22 +24,19 @@
 
 namespace pasha::xfel::detail {
 
-// Held around every group of HDF5 calls. Silences HDF5's automatic error printing for this thread
-// (error stacks are per thread in thread-safe builds) and, when the library is not thread-safe,
-// serialises HDF5 calls across threads with one process-wide recursive mutex.
+// Throws FormatError "<file>: <hdf5 path>: <what>" (the path left out when empty).
+[[noreturn]] void fail(const std::string& file_name, const std::string& hdf5_path, const std::string& what);
+
+// Held around every group of HDF5 calls (and the state pasha keeps of open HDF5 handles): one
+// process-wide, recursive, fork-safe lock. Also silences HDF5's automatic error printing for this
+// thread (error stacks are per thread in thread-safe builds).
 class Hdf5Guard {
  public:
   Hdf5Guard();
   ~Hdf5Guard();
   Hdf5Guard(const Hdf5Guard&) = delete;
   Hdf5Guard& operator=(const Hdf5Guard&) = delete;
-
- private:
-  bool locked_;
 };
-
-// True when the HDF5 library serialises its own API calls (H5is_library_threadsafe).
-bool hdf5_is_threadsafe();
 
 // An owned hid_t, closed with the matching H5*close when it goes. Movable, not copyable.
 class Handle {
@@ -88,11 +92,20 @@ std::string describe_type(hid_t type);
 // Throws FormatError unless HDF5 can convert the dataset's stored type to `type`.
 void check_convertible(hid_t dataset, ElementType type, const std::string& file_name, const std::string& hdf5_path);
 
-// Reads rows [first, first + count) of `dataset` (shape (n,) + entry_shape) as `type` into `out`,
-// which holds count * prod(entry_shape) elements. Checks the rank, the entry shape and that the rows
-// exist before reading; throws FormatError naming the file and path otherwise.
-void read_rows(hid_t dataset, const std::string& file_name, const std::string& hdf5_path, std::uint64_t first,
-               std::uint64_t count, const std::vector<std::size_t>& entry_shape, ElementType type, void* out);
+// Reads rows [first, first + count) of `dataset`, whose dimensions are `dims` (rows first), as `type`
+// into `out`, which holds count * prod(dims[1:]) elements. The caller has checked that the rows exist
+// and that the type converts; throws FormatError naming the file and path when HDF5 cannot read them.
+void read_rows(hid_t dataset, const std::vector<std::uint64_t>& dims, const std::string& file_name,
+               const std::string& hdf5_path, std::uint64_t first, std::uint64_t count, ElementType type, void* out);
+
+// Where a dataset's data lies in its file, when it can be read without HDF5: stored contiguously, not
+// filtered (compressed), allocated, and of a type that is `type` in memory byte for byte.
+struct RawStorage {
+  std::uint64_t offset = 0;  // of the first byte in the file
+  std::uint64_t bytes = 0;
+};
+std::optional<RawStorage> raw_storage(hid_t dataset, const std::string& file_name, const std::string& hdf5_path,
+                                      ElementType type);
 
 }  // namespace pasha::xfel::detail
 

@@ -1,27 +1,32 @@
-// RunFile: what the XFEL reader knows about one run file (metadata read once, when opened), and
-// the lazily opened HDF5 handles used to read its data. Internal to pasha.
+// RunFile: what the XFEL reader knows about one run file (metadata read once, when opened), and the
+// two ways its data is read: without HDF5 (pread at the offset HDF5 reports, for contiguous,
+// unfiltered datasets stored in the type asked for) or through HDF5 (everything else). Internal to
+// pasha.
 //
-// Handles and fork: the file is opened for the metadata and closed again; data reads open it
-// lazily and keep the handles until close() or destruction. Handles remember the process that
-// opened them: a forked child never reads through its parent's handles; it closes its inherited
-// copies and opens the file again.
+// Handles and fork: the file is opened for the metadata and closed again; HDF5 reads open it lazily
+// and keep the handles until close() or destruction. HDF5 handles remember the process that opened
+// them: a forked child never reads through its parent's, it opens the file again. The descriptor for
+// pread is shared by threads and inherited by forked children, which is safe: pread has no file
+// position.
 //
-// Thread-safety: the metadata is immutable after open(); read() and close() may be called from
-// several threads at once.
+// Thread-safety: the metadata is immutable after open(). HDF5 reads and prepare() take the process's
+// HDF5 lock (detail/hdf5.h); pread_rows takes none. close() must not run concurrently with reads.
 #ifndef PASHA_FUNCTORS_XFEL_DETAIL_RUN_FILE_H_
 #define PASHA_FUNCTORS_XFEL_DETAIL_RUN_FILE_H_
 
 #include <hdf5.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "functors/xfel/detail/element_type.h"
+#include "functors/xfel/detail/hdf5.h"
 
 namespace pasha::xfel::detail {
 
@@ -60,22 +65,28 @@ class RunFile {
   const std::vector<bool>& valid() const noexcept { return valid_; }
   const std::map<std::string, Source>& sources() const noexcept { return sources_; }
 
-  // Reads rows [first, first + count) of `key` as `type` into `out` (count * prod(entry_shape)
-  // elements); throws FormatError naming the file and dataset when they cannot be read.
-  void read(const Key& key, std::uint64_t first, std::uint64_t count, const std::vector<std::size_t>& entry_shape,
-            ElementType type, void* out) const;
-  // Throws FormatError unless `key` can be read as `type`.
-  void check_readable(const Key& key, ElementType type) const;
-  // Closes the handles this process opened; the next read reopens them.
+  // Checks that HDF5 can read `key` as `type` (FormatError naming the file and dataset otherwise), and
+  // returns where its data lies when pread_rows can read it as `type`: contiguous, unfiltered, stored
+  // as `type`, and within the file (a damaged offset, or a file shorter than the dataset, is a
+  // FormatError). nullopt: read it through HDF5.
+  std::optional<RawStorage> prepare(const Key& key, ElementType type) const;
+  // Reads rows [first, first + count) of `key` as `type` into `out` through HDF5.
+  void read(const Key& key, std::uint64_t first, std::uint64_t count, ElementType type, void* out) const;
+  // Reads `bytes` bytes at `offset` into `out` with pread, without HDF5 and without a lock. Throws
+  // FormatError naming `what` when the file ends before them (it was truncated since).
+  void pread_bytes(std::uint64_t offset, std::uint64_t bytes, void* out, const std::string& what) const;
+  // Closes the handles and the descriptor this process opened; the next read reopens them.
   void close() const;
 
  private:
+  friend class RunFileLoader;
   explicit RunFile(std::string path) : path_(std::move(path)) {}
-  void load();
-  // The file id for this process, opened on first use. Caller holds mutex_.
+  // The file's HDF5 id (and a dataset's) for this process, opened on first use. Under Hdf5Guard.
   hid_t file_handle_locked() const;
   hid_t dataset_handle_locked(const std::string& dataset) const;
   void drop_handles_locked(bool close) const;
+  // The descriptor for pread, opened on first use.
+  int descriptor() const;
 
   std::string path_;
   std::string version_;
@@ -83,10 +94,11 @@ class RunFile {
   std::vector<bool> valid_;
   std::map<std::string, Source> sources_;
 
-  mutable std::mutex mutex_;
+  // HDF5 handles; under Hdf5Guard.
   mutable pid_t owner_pid_ = 0;
   mutable hid_t file_ = H5I_INVALID_HID;
   mutable std::map<std::string, hid_t> datasets_;
+  mutable std::atomic<int> fd_{-1};
 };
 
 // Which valid flags a format-0.5 file's train ids get: EXtra-data's guess from where the ids

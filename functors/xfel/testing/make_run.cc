@@ -28,9 +28,18 @@ class Writer {
     H5Pset_create_intermediate_group(lcpl_.get(), 1);
   }
 
-  void dataset(const std::string& path, hid_t type, const std::vector<hsize_t>& dims, const void* data) {
+  // A dataset with `data`; `storage` says how bulk data is laid out (small datasets are contiguous).
+  void dataset(const std::string& path, hid_t type, const std::vector<hsize_t>& dims, const void* data,
+               RunSpec::Storage storage = RunSpec::Storage::contiguous) {
     Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-    Handle ds(H5Dcreate2(file_.get(), path.c_str(), type, space.get(), lcpl_.get(), H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+    Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    if (storage != RunSpec::Storage::contiguous && !dims.empty() && dims[0] > 0) {
+      std::vector<hsize_t> chunk(dims.begin(), dims.end());
+      chunk[0] = 1;
+      H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data());
+      if (storage == RunSpec::Storage::compressed) H5Pset_deflate(dcpl.get(), 1);
+    }
+    Handle ds(H5Dcreate2(file_.get(), path.c_str(), type, space.get(), lcpl_.get(), dcpl.get(), H5P_DEFAULT), H5Dclose);
     if (!space.valid() || !ds.valid()) throw std::runtime_error(path_ + ": cannot create dataset " + path);
     hsize_t n = 1;
     for (hsize_t d : dims) n *= d;
@@ -40,8 +49,9 @@ class Writer {
   }
 
   template <class T>
-  void dataset(const std::string& path, hid_t type, const std::vector<hsize_t>& dims, const std::vector<T>& data) {
-    dataset(path, type, dims, static_cast<const void*>(data.data()));
+  void dataset(const std::string& path, hid_t type, const std::vector<hsize_t>& dims, const std::vector<T>& data,
+               RunSpec::Storage storage = RunSpec::Storage::contiguous) {
+    dataset(path, type, dims, static_cast<const void*>(data.data()), storage);
   }
 
   void strings(const std::string& path, const std::vector<std::string>& values) {
@@ -202,7 +212,8 @@ void write_file(const std::string& path, const RunSpec& spec, bool da, std::uint
                    const std::uint64_t frame = frame_index(row_train, r);
                    for (std::size_t e = 0; e < pixels; ++e) image[r * pixels + e] = camera_pixel(row_train[r], frame, e);
                  }
-                 w.dataset(base + "image/pixels", H5T_STD_U16LE, {rows, spec.image_height, spec.image_width}, image);
+                 w.dataset(base + "image/pixels", H5T_STD_U16LE, {rows, spec.image_height, spec.image_width}, image,
+                           spec.data_storage);
                  w.dataset(base + "trainId", H5T_STD_U64LE, {rows}, tid);
                });
   } else {
@@ -217,7 +228,8 @@ void write_file(const std::string& path, const RunSpec& spec, bool da, std::uint
                    cell[r] = static_cast<std::uint16_t>(frame);
                    for (std::size_t e = 0; e < pixels; ++e) data[r * pixels + e] = detector_pixel(row_train[r], frame, e);
                  }
-                 w.dataset(base + "data", H5T_STD_U16LE, {rows, 1, spec.module_pixels, spec.module_pixels}, data);
+                 w.dataset(base + "data", H5T_STD_U16LE, {rows, 1, spec.module_pixels, spec.module_pixels}, data,
+                           spec.data_storage);
                  w.dataset(base + "cellId", H5T_STD_U16LE, {rows, 1}, cell);
                  w.dataset(base + "trainId", H5T_STD_U64LE, {rows, 1}, tid);
                });
@@ -282,7 +294,7 @@ std::vector<std::string> write_run(const std::string& directory, const RunSpec& 
     }
   };
   write_aggregator(true, spec.da_trains_per_file);
-  write_aggregator(false, spec.det_trains_per_file);
+  if (spec.with_detector) write_aggregator(false, spec.det_trains_per_file);
   std::sort(paths.begin(), paths.end());
   return paths;
 }

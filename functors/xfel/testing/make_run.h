@@ -49,6 +49,12 @@ struct RunSpec {
   // Write with the newest HDF5 file format (H5F_LIBVER_LATEST), whose metadata carries checksums,
   // instead of the oldest format the DAQ uses.
   bool checksummed_format = false;
+  // How the image and detector data are stored: contiguous (as the DAQ writes them, and as pasha can
+  // read without HDF5), chunked one row per chunk, or chunked and compressed (deflate).
+  enum class Storage { contiguous, chunked, compressed };
+  Storage data_storage = Storage::contiguous;
+  // Write the detector aggregator (DET00 files) too.
+  bool with_detector = true;
 };
 
 // Writes the run's files into `directory` (which must exist) and returns their paths, sorted.
