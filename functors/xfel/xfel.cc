@@ -5,9 +5,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <optional>
 #include <cerrno>
 #include <cstring>
+#include <numeric>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
@@ -137,6 +138,17 @@ void ResolvedKey::read(const Location& loc, ElementType type, void* out) const {
   }
 }
 
+void* ResolvedKey::map(const Location& loc, ElementType type, FileWindow& window) const {
+  const std::uint64_t bytes = loc.count * row_elements_ * element_size(type);
+  if (loc.count == 0 || bytes < FileWindow::min_bytes().load(std::memory_order_relaxed)) return nullptr;
+  const PerType& per_type = prepared(loc.file, type);
+  if (per_type.state.load(std::memory_order_acquire) != kRaw) return nullptr;
+  const PerFile& per_file = files_[static_cast<std::size_t>(loc.file)];
+  const auto& key = *static_cast<const RunFile::Key*>(per_file.key);
+  return per_file.file->map(window, per_type.offset + loc.first * row_elements_ * element_size(type), bytes,
+                    key.dataset);
+}
+
 }  // namespace detail
 
 TrainSelection by_index(std::size_t begin, std::size_t end) {
@@ -201,32 +213,28 @@ DataCollection RunDirectory(const std::string& path, const OpenOptions& options)
   return DataCollection::from_files(std::move(files), options, std::move(skipped));
 }
 
-DataCollection DataCollection::from_files(std::vector<std::shared_ptr<detail::RunFile>> files,
-                                          const OpenOptions& options,
-                                          std::vector<std::pair<std::string, std::string>> skipped) {
-  auto run = std::make_shared<detail::Run>();
-  run->files = std::move(files);
-  auto included = [&](const detail::RunFile& f, std::size_t i) { return options.inc_suspect_trains || f.valid()[i]; };
+namespace {
 
+// The sorted, distinct ids of the trains the run's files hold (suspect ones only if asked for).
+std::vector<std::uint64_t> union_of_train_ids(const detail::Run& run, const OpenOptions& options) {
   std::vector<std::uint64_t> all;
-  for (const auto& f : run->files) {
+  for (const auto& f : run.files) {
     for (std::size_t i = 0; i < f->train_ids().size(); ++i) {
-      if (included(*f, i)) all.push_back(f->train_ids()[i]);
+      if (options.inc_suspect_trains || f->valid()[i]) all.push_back(f->train_ids()[i]);
     }
   }
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
-  run->train_ids = std::move(all);
-  const std::size_t num_trains = run->train_ids.size();
-  auto position_of = [&](std::uint64_t tid) {
-    return static_cast<std::size_t>(std::lower_bound(run->train_ids.begin(), run->train_ids.end(), tid) -
-                                    run->train_ids.begin());
-  };
+  return all;
+}
 
-  for (std::size_t fi = 0; fi < run->files.size(); ++fi) {
-    const detail::RunFile& f = *run->files[fi];
+// Every source of every file, with the files that hold it, its keys and its index groups (one
+// empty location per train, filled by locate_trains).
+void merge_sources(detail::Run& run) {
+  for (std::size_t fi = 0; fi < run.files.size(); ++fi) {
+    const detail::RunFile& f = *run.files[fi];
     for (const auto& [name, fsrc] : f.sources()) {
-      auto [it, inserted] = run->sources.try_emplace(name);
+      auto [it, inserted] = run.sources.try_emplace(name);
       detail::SourceInfo& src = it->second;
       if (inserted) {
         src.control = fsrc.control;
@@ -241,42 +249,58 @@ DataCollection DataCollection::from_files(std::vector<std::shared_ptr<detail::Ru
       }
       for (const auto& [group, index] : fsrc.groups) {
         auto& locations = src.groups[group];
-        if (locations.empty()) locations.resize(num_trains);
+        if (locations.empty()) locations.resize(run.train_ids.size());
       }
     }
   }
+}
 
-  // Where each train's rows are, per (source, group); a train in two files of one source is an error.
-  for (auto& [name, src] : run->sources) {
+// Where each train's rows are, per (source, index group); a train in two files of one source is an
+// error.
+void locate_trains(detail::Run& run, const OpenOptions& options) {
+  for (auto& [name, src] : run.sources) {
     std::unordered_map<std::uint64_t, std::int32_t> seen;
     for (std::int32_t fi : src.files) {
-      const detail::RunFile& f = *run->files[static_cast<std::size_t>(fi)];
+      const detail::RunFile& f = *run.files[static_cast<std::size_t>(fi)];
       const auto& fsrc = f.sources().at(name);
       for (std::size_t i = 0; i < f.train_ids().size(); ++i) {
-        if (!included(f, i)) continue;
+        if (!options.inc_suspect_trains && !f.valid()[i]) continue;
         const std::uint64_t tid = f.train_ids()[i];
         const auto [where, fresh] = seen.emplace(tid, fi);
         if (!fresh) {
           throw FormatError("conflicting data: train " + std::to_string(tid) + " of source " + name + " is in " +
-                            run->files[static_cast<std::size_t>(where->second)]->path() +
+                            run.files[static_cast<std::size_t>(where->second)]->path() +
                             (where->second == fi ? " twice" : " and in " + f.path()));
         }
-        const std::size_t p = position_of(tid);
+        const auto p = static_cast<std::size_t>(
+            std::lower_bound(run.train_ids.begin(), run.train_ids.end(), tid) - run.train_ids.begin());
         for (const auto& [group, index] : fsrc.groups) {
           src.groups[group][p] = detail::Location{fi, index.first[i], index.count[i]};
         }
       }
     }
   }
+}
 
-  DataCollection collection;
+}  // namespace
+
+DataCollection DataCollection::from_files(std::vector<std::shared_ptr<detail::RunFile>> files,
+                                          const OpenOptions& options,
+                                          std::vector<std::pair<std::string, std::string>> skipped) {
+  auto run = std::make_shared<detail::Run>();
+  run->files = std::move(files);
+  run->train_ids = union_of_train_ids(*run, options);
+  merge_sources(*run);
+  locate_trains(*run, options);
+
   auto selection = std::make_shared<detail::Selection>();
   for (const auto& [name, src] : run->sources) {
     auto& keys = (*selection)[name];
     for (const auto& [key, info] : src.keys) keys.push_back(key);
   }
-  collection.positions_.resize(num_trains);
-  for (std::size_t i = 0; i < num_trains; ++i) collection.positions_[i] = i;
+  DataCollection collection;
+  collection.positions_.resize(run->train_ids.size());
+  std::iota(collection.positions_.begin(), collection.positions_.end(), std::size_t{0});
   collection.train_ids_ = run->train_ids;
   collection.run_ = std::move(run);
   collection.selection_ = std::move(selection);

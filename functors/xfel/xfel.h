@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "functors/xfel/detail/element_type.h"
+#include "functors/xfel/detail/file_window.h"
 #include "functors/xfel/format_error.h"
 #include "pasha/array.h"
 #include "pasha/functor.h"
@@ -119,6 +120,9 @@ class ResolvedKey {
 
   // Reads the rows of `loc` (validated for `type`) as `type` into `out`: one pread, or one HDF5 read.
   void read(const Location& loc, ElementType type, void* out) const;
+  // The rows of `loc` (validated for `type`) mapped into `window` when they are stored as `type`
+  // and span at least FileWindow::min_bytes(); nullptr when they must be read instead.
+  void* map(const Location& loc, ElementType type, FileWindow& window) const;
 
  private:
   // What is known of one file for one type: not yet asked, readable through HDF5, readable raw.
@@ -331,7 +335,8 @@ DataCollection H5File(const std::string& path, const OpenOptions& options = {});
 
 // One key of one source over the collection's trains, read as T (HDF5 converts the stored type).
 // An indexed pasha functor: kernel(worker_id, index, train_id, pasha::Array<T> rows), `rows` a view of
-// the worker's reused buffer, valid during the call.
+// the worker's reused buffer (or, for large rows stored raw, of a private mapping of the file), valid
+// during the call; the kernel may write to it without changing the file.
 template <class T>
 class KeyData {
  public:
@@ -393,10 +398,14 @@ class KeyData {
   template <class Visit>
   void iterate(const IndexRange& share, Visit&& visit) const {
     const std::size_t row_elements = resolved_->row_elements();
+    detail::FileWindow window;  // large rows are mapped, not copied; unmapped on the way out
     for (std::size_t i = share.begin; i < share.end; ++i) {
       const detail::Location& loc = location(i);
-      T* rows = detail::worker_buffer<T>(static_cast<std::size_t>(loc.count) * row_elements);
-      if (loc.count > 0) resolved_->read(loc, kType, rows);
+      T* rows = static_cast<T*>(resolved_->map(loc, kType, window));
+      if (rows == nullptr) {
+        rows = detail::worker_buffer<T>(static_cast<std::size_t>(loc.count) * row_elements);
+        if (loc.count > 0) resolved_->read(loc, kType, rows);
+      }
       visit(i, collection_.train_ids_[i],
             Array<T>(nullptr, rows, detail::rows_shape(loc.count, resolved_->entry_shape()), Order::C));
     }

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <numeric>
@@ -188,6 +189,21 @@ TEST_P(XfelInEveryContext, DataStoredChunkedOrCompressedReadsThroughHdf5WithTheS
       },
       kd);
   for (std::size_t i = 0; i < kd.size(); ++i) EXPECT_EQ(sums[i], camera_sum(kd.train_ids()[i]));
+}
+
+TEST_P(XfelInEveryContext, RowsMappedFromTheFileGiveTheSameValuesAndKernelsMayWriteToThem) {
+  const testing::ScopedMapThreshold mapped(1);
+  const auto kd = RunDirectory(run().dir).key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  auto sums = ctx().alloc<std::uint64_t>(kd.size(), {.fill = 0});
+  for (int pass = 0; pass < 2; ++pass) {  // the second pass sees none of the first one's writes
+    ctx().map(
+        [&](int, std::size_t index, std::uint64_t, Array<std::uint16_t> rows) {
+          sums[index] += std::accumulate(rows.begin(), rows.end(), std::uint64_t{0});
+          std::fill(rows.begin(), rows.end(), 0);
+        },
+        kd);
+  }
+  for (std::size_t i = 0; i < kd.size(); ++i) EXPECT_EQ(sums[i], 2 * camera_sum(kd.train_ids()[i]));
 }
 
 TEST_P(XfelInEveryContext, HandlesOpenedByTheCallerBeforeTheMapStayUsableOnBothSides) {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -80,6 +81,18 @@ std::vector<Outcome> read_everything(const std::string& path, const Keys& keys) 
         const auto kd = dc.key_data<double>(source, key);
         (void)kd.ndarray();
         ctx.map([](int, std::size_t, std::uint64_t, Array<double>) {}, kd);
+      });
+    }
+    // The camera pixels in their stored type, so that the raw paths (pread and mapped rows) see the
+    // damage too.
+    for (const std::uint64_t map_from : {std::uint64_t{1}, std::numeric_limits<std::uint64_t>::max()}) {
+      attempt([&] {
+        const testing::ScopedMapThreshold mapped(map_from);
+        const auto kd = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+        ctx.map([](int, std::size_t, std::uint64_t, Array<std::uint16_t> rows) {
+          volatile std::uint64_t sum = 0;
+          for (std::uint16_t v : rows) sum = sum + v;  // touch every byte given out
+        }, kd);
       });
     }
   });

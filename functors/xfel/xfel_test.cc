@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -397,8 +399,53 @@ TEST(XfelStorage, ContiguousChunkedAndCompressedDataGiveTheSameValuesBitForBit) 
                              mock::RunSpec::Storage::compressed}) {
     SCOPED_TRACE("storage " + std::to_string(static_cast<int>(storage)));
     const TempRun run = make_temp_run("same_" + std::to_string(static_cast<int>(storage)), spec_with(storage));
-    EXPECT_EQ(camera_values(run.dir), expected);
+    for (const std::uint64_t map_from : {std::uint64_t{1}, std::numeric_limits<std::uint64_t>::max()}) {
+      SCOPED_TRACE("rows mapped from " + std::to_string(map_from) + " bytes");
+      const testing::ScopedMapThreshold mapped(map_from);
+      EXPECT_EQ(camera_values(run.dir), expected);
+    }
   }
+}
+
+// The file that the mapping holding `address` maps ("" if none), from /proc/self/maps.
+std::string mapping_path_of(const void* address) {
+  std::ifstream maps("/proc/self/maps");
+  const auto at = reinterpret_cast<std::uintptr_t>(address);
+  for (std::string line; std::getline(maps, line);) {
+    unsigned long long begin = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx", &begin, &end) != 2 || at < begin || at >= end) continue;
+    const std::size_t path = line.find('/');
+    return path == std::string::npos ? "" : line.substr(path);
+  }
+  return "";
+}
+
+TEST(XfelStorage, AKernelWritingIntoMappedRowsChangesNeitherTheFileNorLaterReads) {
+  const TempRun run = make_temp_run("mapped_writes");
+  const auto file_bytes = [&] {
+    std::ifstream in(run.files[0], std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string before = file_bytes();
+  const std::vector<std::uint16_t> expected = camera_values(run.dir);
+  const testing::ScopedMapThreshold mapped(1);
+  const auto kd = RunDirectory(run.dir).key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  SerialContext ctx;
+  std::size_t rows_seen = 0, rows_in_a_mapping_of_the_file = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    ctx.map(
+        [&](int, std::size_t, std::uint64_t, Array<std::uint16_t> rows) {
+          if (rows.size() == 0) return;
+          ++rows_seen;
+          if (mapping_path_of(rows.data()).starts_with(run.dir)) ++rows_in_a_mapping_of_the_file;
+          std::fill(rows.begin(), rows.end(), 0xffff);
+        },
+        kd);
+  }
+  EXPECT_GT(rows_seen, 0u);
+  EXPECT_EQ(rows_in_a_mapping_of_the_file, rows_seen);
+  EXPECT_EQ(camera_values(run.dir), expected);
+  EXPECT_TRUE(file_bytes() == before) << "the file changed";
 }
 
 // Replaces the first occurrence of `from` in the file's bytes by `to` (same length).
@@ -435,7 +482,10 @@ TEST(XfelBadInput, ADataOffsetPastTheFileEndIsAFormatErrorNotAReadPastTheEnd) {
   EXPECT_THAT(what, HasSubstr("INSTRUMENT/FXE_XAD_GEC/CAM/CAMERA:daqOutput/data/image/pixels"));
 }
 
-TEST(XfelBadInput, AFileTruncatedAfterItWasOpenedIsAFormatErrorNotAReadPastTheEnd) {
+class XfelTruncated : public ::testing::TestWithParam<std::uint64_t> {};
+
+TEST_P(XfelTruncated, AFileTruncatedAfterItWasOpenedIsAFormatErrorNotAReadPastTheEnd) {
+  const testing::ScopedMapThreshold mapped(GetParam());
   const TempRun run = make_temp_run("truncated_later");
   const DataCollection dc = RunDirectory(run.dir);
   const auto kd = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");  // validated here
@@ -450,6 +500,10 @@ TEST(XfelBadInput, AFileTruncatedAfterItWasOpenedIsAFormatErrorNotAReadPastTheEn
     EXPECT_THROW(std::rethrow_if_nested(e), FormatError);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(ReadOrMapped, XfelTruncated,
+                         ::testing::Values(std::numeric_limits<std::uint64_t>::max(), std::uint64_t{1}),
+                         [](const auto& info) { return info.param == 1 ? "Mapped" : "Read"; });
 
 TEST(XfelFiles, CloseDropsHandlesAndLaterReadsReopen) {
   const TempRun run = make_temp_run("close");

@@ -1,7 +1,7 @@
 // RunFile: what the XFEL reader knows about one run file (metadata read once, when opened), and the
-// two ways its data is read: without HDF5 (pread at the offset HDF5 reports, for contiguous,
-// unfiltered datasets stored in the type asked for) or through HDF5 (everything else). Internal to
-// pasha.
+// ways its data is read: without HDF5 for contiguous, unfiltered datasets stored in the type asked
+// for (pread at the offset HDF5 reports, or a private mapping of the file for large reads: see
+// FileWindow), or through HDF5 (everything else). Internal to pasha.
 //
 // Handles and fork: the file is opened for the metadata and closed again; HDF5 reads open it lazily
 // and keep the handles until close() or destruction. HDF5 handles remember the process that opened
@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "functors/xfel/detail/element_type.h"
+#include "functors/xfel/detail/file_window.h"
 #include "functors/xfel/detail/hdf5.h"
 
 namespace pasha::xfel::detail {
@@ -77,6 +78,11 @@ class RunFile {
   void pread_bytes(std::uint64_t offset, std::uint64_t bytes, void* out, const std::string& what) const;
   // Closes the handles and the descriptor this process opened; the next read reopens them.
   void close() const;
+
+  // Maps `bytes` bytes at `offset` into `window` (see FileWindow::map).
+  void* map(FileWindow& window, std::uint64_t offset, std::uint64_t bytes, const std::string& what) const {
+    return window.map(descriptor(), path_, offset, bytes, what);
+  }
 
  private:
   friend class RunFileLoader;

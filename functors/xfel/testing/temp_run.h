@@ -2,12 +2,14 @@
 #ifndef PASHA_FUNCTORS_XFEL_TESTING_TEMP_RUN_H_
 #define PASHA_FUNCTORS_XFEL_TESTING_TEMP_RUN_H_
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "functors/xfel/detail/file_window.h"
 #include "functors/xfel/testing/make_run.h"
 
 namespace pasha::xfel::testing {
@@ -21,6 +23,19 @@ inline std::string fresh_dir(const std::string& name) {
   std::filesystem::create_directories(dir);
   return dir.string();
 }
+
+// While alive, rows of at least `bytes` bytes stored raw are mapped rather than read (1: all of them;
+// UINT64_MAX: none).
+class ScopedMapThreshold {
+ public:
+  explicit ScopedMapThreshold(std::uint64_t bytes) : saved_(detail::FileWindow::min_bytes().exchange(bytes)) {}
+  ~ScopedMapThreshold() { detail::FileWindow::min_bytes() = saved_; }
+  ScopedMapThreshold(const ScopedMapThreshold&) = delete;
+  ScopedMapThreshold& operator=(const ScopedMapThreshold&) = delete;
+
+ private:
+  std::uint64_t saved_;
+};
 
 struct TempRun {
   std::string dir;
