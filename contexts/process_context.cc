@@ -230,10 +230,7 @@ void flush_worker_output() noexcept {
 // The job a worker process runs: the map's job, with the worker's phase recorded around it.
 class PhasedJob final : public backend::Job {
  public:
-  PhasedJob(backend::Job& job, std::atomic<std::uint32_t>& phase) : job_(job), phase_(phase) {
-    num_active_workers_ = job.num_active_workers();
-    num_elements_ = job.num_elements();
-  }
+  PhasedJob(backend::Job& job, std::atomic<std::uint32_t>& phase) : job_(job), phase_(phase) { stand_in_for(job); }
 
   void run(int worker_id, backend::WorkerControl& control) override {
     struct BackToHooks {

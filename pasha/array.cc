@@ -2,7 +2,12 @@
 
 #include <algorithm>
 #include <limits>
+#include <mutex>
 #include <numeric>
+#include <set>
+#include <string>
+
+#include "pasha/fork_safe_mutex.h"
 
 namespace pasha {
 
@@ -99,6 +104,93 @@ Layout per_worker_layout(const Shape& shape, std::size_t element_size, Order ord
                 checked_product(slice_stride, static_cast<std::size_t>(num_workers), full, element_size)};
   layout.strides[worker_axis] = static_cast<std::ptrdiff_t>(slice_stride / element_size);
   return layout;
+}
+
+namespace {
+
+// Every distinct axis name and list of names ever used, never freed (an Array may outlive anything).
+struct AxisNameTable {
+  ForkSafeMutex mutex;
+  std::set<std::string, std::less<>> names;
+  std::vector<const AxisNameList*> lists;
+};
+
+AxisNameTable& axis_name_table() {
+  static AxisNameTable* const table = new AxisNameTable;
+  return *table;
+}
+
+std::string quoted_list(const std::vector<std::string_view>& names) {
+  std::string s = "(";
+  for (std::size_t a = 0; a < names.size(); ++a) {
+    if (a > 0) s += ", ";
+    s += names[a].empty() ? std::string("<unnamed>") : "\"" + std::string(names[a]) + "\"";
+  }
+  return s + ")";
+}
+
+}  // namespace
+
+const AxisNameList* intern_axis_names(const std::vector<std::string_view>& names) {
+  if (names.size() > kMaxRank) {
+    throw std::invalid_argument("pasha: " + std::to_string(names.size()) + " axis names, but an array has at most " +
+                                std::to_string(kMaxRank) + " axes");
+  }
+  if (std::all_of(names.begin(), names.end(), [](std::string_view n) { return n.empty(); })) return nullptr;
+  for (std::size_t a = 0; a < names.size(); ++a) {
+    for (std::size_t b = 0; b < a; ++b) {
+      if (!names[a].empty() && names[a] == names[b]) {
+        throw std::invalid_argument("pasha: axis name \"" + std::string(names[a]) + "\" is used twice in " +
+                                    quoted_list(names));
+      }
+    }
+  }
+  AxisNameTable& table = axis_name_table();
+  std::lock_guard lock(table.mutex);
+  for (const AxisNameList* list : table.lists) {
+    if (list->ndim == names.size() && std::equal(names.begin(), names.end(), list->names.begin())) return list;
+  }
+  auto* list = new AxisNameList;
+  list->ndim = names.size();
+  for (std::size_t a = 0; a < names.size(); ++a) list->names[a] = *table.names.emplace(names[a]).first;
+  table.lists.push_back(list);
+  return list;
+}
+
+const AxisNameList* intern_axis_names(const AxisNames& names) {
+  return intern_axis_names(std::vector<std::string_view>(names.names().begin(), names.names().end()));
+}
+
+const AxisNameList* axis_names_with(const AxisNameList* list, std::size_t ndim, std::size_t axis, std::string_view name) {
+  std::vector<std::string_view> names(ndim);
+  if (list != nullptr) std::copy(list->names.begin(), list->names.begin() + list->ndim, names.begin());
+  names.insert(names.begin() + static_cast<std::ptrdiff_t>(axis), name);
+  return intern_axis_names(names);
+}
+
+const AxisNameList* axis_names_for(const AxisNames& names, std::size_t ndim, const char* who) {
+  if (names.size() != ndim) {
+    throw std::invalid_argument(std::string(who) + ": " + std::to_string(names.size()) + " axis names for a " +
+                                std::to_string(ndim) + "-d array");
+  }
+  return intern_axis_names(names);
+}
+
+AxisNames allocated_axis_names(const AxisNames& names, std::size_t ndim, bool per_worker, Order order) {
+  axis_names_for(names, ndim, "pasha::alloc (.axes)");
+  if (!per_worker) return names;
+  std::vector<std::string> all = names.names();
+  all.insert(order == Order::C ? all.begin() : all.end(), "worker");
+  return AxisNames(all);
+}
+
+void throw_no_such_axis(const AxisNameList* list, std::string_view name) {
+  if (list == nullptr) {
+    throw std::invalid_argument("pasha: no axis named \"" + std::string(name) + "\": the array's axes have no names");
+  }
+  throw std::invalid_argument("pasha: no axis named \"" + std::string(name) + "\"; the array's axes are " +
+                              quoted_list(std::vector<std::string_view>(list->names.begin(),
+                                                                        list->names.begin() + list->ndim)));
 }
 
 void throw_not_zero_dimensional(std::size_t ndim) {

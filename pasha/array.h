@@ -6,6 +6,9 @@
 // heap memory for serial and thread contexts, memory shared with forked workers for process contexts.
 // Writes a worker makes through an Array are visible to the caller once `map` returns.
 //
+// Axes may carry names (Array::named, the `.axes` option of alloc): a(…) and slicing work as ever,
+// a.axis("pulse") finds an axis, pasha::along(a, "pulse") maps along it, alloc_like keeps the names.
+//
 // Thread-safety: like a pointer. Handles may be copied and destroyed concurrently; concurrent writes
 // to the same element are the caller's business.
 #ifndef PASHA_ARRAY_H_
@@ -13,6 +16,8 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <concepts>
 #include <cstddef>
 #include <initializer_list>
 #include <iterator>
@@ -21,8 +26,10 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace pasha {
 
@@ -83,6 +90,28 @@ class Shape {
 // Element strides of an n-d array, one per dimension (unused entries are 0).
 using Strides = std::array<std::ptrdiff_t, kMaxRank>;
 
+// Names for the axes of an array (xarray's dims): `{"train", "pulse"}`, or any range of strings.
+// "" leaves an axis unnamed. Used by Array::named and by the `.axes` option of alloc and alloc_like.
+class AxisNames {
+ public:
+  AxisNames() = default;
+  AxisNames(std::initializer_list<std::string_view> names) : names_(names.begin(), names.end()) {}  // NOLINT
+  template <std::ranges::input_range R>
+    requires std::convertible_to<std::ranges::range_reference_t<R>, std::string_view> &&
+             (!std::same_as<std::remove_cvref_t<R>, AxisNames>)
+  AxisNames(const R& names) {  // NOLINT: implicit on purpose
+    for (auto&& name : names) names_.emplace_back(std::string_view(name));
+  }
+
+  bool empty() const noexcept { return names_.empty(); }
+  std::size_t size() const noexcept { return names_.size(); }
+  const std::string& operator[](std::size_t axis) const { return names_[axis]; }
+  const std::vector<std::string>& names() const noexcept { return names_; }
+
+ private:
+  std::vector<std::string> names_;
+};
+
 namespace detail {
 
 // Strides (in elements) of a contiguous array of the given shape and order. The caller guarantees
@@ -108,6 +137,43 @@ Layout per_worker_layout(const Shape& shape, std::size_t element_size, Order ord
                          std::size_t alignment);
 
 [[noreturn]] void throw_not_zero_dimensional(std::size_t ndim);
+
+// The axis names of an Array, interned: one immortal list per distinct list of names, so that an
+// Array carries its names as one pointer and its sub-arrays find theirs (the list without the
+// sliced axis) with one atomic load once the first has asked. Never freed; safe to use in forked
+// children.
+struct AxisNameList {
+  std::array<std::string_view, kMaxRank> names{};  // views of immortal strings
+  std::size_t ndim = 0;
+  mutable std::array<std::atomic<const AxisNameList*>, kMaxRank> without_axis{};
+};
+
+// The interned list of `names` (nullptr when every name is ""). Throws std::invalid_argument when a
+// name is used twice or there are more than kMaxRank.
+const AxisNameList* intern_axis_names(const std::vector<std::string_view>& names);
+const AxisNameList* intern_axis_names(const AxisNames& names);
+// `list` without axis `axis` (nullptr if no name is left).
+const AxisNameList* axis_names_without(const AxisNameList* list, std::size_t axis);
+// `list` (or none) with `name` inserted at `axis`, for an array of ndim axes before the insertion.
+const AxisNameList* axis_names_with(const AxisNameList* list, std::size_t ndim, std::size_t axis, std::string_view name);
+// Throws std::invalid_argument unless `names` has one name per axis of an `ndim`-d array.
+const AxisNameList* axis_names_for(const AxisNames& names, std::size_t ndim, const char* who);
+[[noreturn]] void throw_no_such_axis(const AxisNameList* list, std::string_view name);
+// The names alloc gives an array of `ndim` axes named `names` (checked): with "worker" for the worker
+// axis of a per-worker array (first for C order, last for F).
+AxisNames allocated_axis_names(const AxisNames& names, std::size_t ndim, bool per_worker, Order order);
+
+inline const AxisNameList* axis_names_without(const AxisNameList* list, std::size_t axis) {
+  if (list == nullptr) return nullptr;
+  if (const AxisNameList* known = list->without_axis[axis].load(std::memory_order_acquire)) return known;
+  std::vector<std::string_view> rest(list->names.begin(), list->names.begin() + list->ndim);
+  rest.erase(rest.begin() + static_cast<std::ptrdiff_t>(axis));
+  const AxisNameList* found = intern_axis_names(rest);
+  // Interning gives the same list for the same names, so racing threads store the same pointer. A
+  // list whose names are all gone is nullptr, which the cache cannot tell from "not asked yet".
+  if (found != nullptr) list->without_axis[axis].store(found, std::memory_order_release);
+  return found;
+}
 
 }  // namespace detail
 
@@ -143,7 +209,38 @@ class Array {
     view.strides_ = strides_;
     view.order_ = order_;
     view.contiguous_ = contiguous_;
+    view.names_ = names_;
     return view;
+  }
+
+  // Named axes (xarray's dims). The same view with its axes named: a(2, 5) still indexes it, and
+  // a.axis("pulse") tells where an axis is. "" leaves an axis unnamed. Throws std::invalid_argument
+  // unless there is one name per axis and no name is used twice.
+  Array named(const AxisNames& names) const {
+    Array view = *this;
+    view.names_ = detail::axis_names_for(names, ndim(), "pasha::Array::named");
+    return view;
+  }
+  bool has_axis_names() const noexcept { return names_ != nullptr; }
+  // The name of `axis`, "" when it has none.
+  std::string_view axis_name(std::size_t axis) const noexcept {
+    return names_ == nullptr ? std::string_view() : names_->names[axis];
+  }
+  // The axis called `name`. Throws std::invalid_argument naming it and the array's axes when there
+  // is none.
+  std::size_t axis(std::string_view name) const {
+    if (names_ != nullptr) {
+      for (std::size_t a = 0; a < names_->ndim; ++a) {
+        if (names_->names[a] == name) return a;
+      }
+    }
+    detail::throw_no_such_axis(names_, name);
+  }
+  // The names of all axes ("" for unnamed ones), for alloc_like and for printing.
+  AxisNames axis_names() const {
+    std::vector<std::string_view> names(ndim());
+    for (std::size_t a = 0; a < ndim(); ++a) names[a] = axis_name(a);
+    return has_axis_names() ? AxisNames(names) : AxisNames();
   }
 
   std::span<const std::size_t> shape() const noexcept { return {shape_.begin(), shape_.ndim()}; }
@@ -190,13 +287,15 @@ class Array {
     return data_[offset];
   }
 
-  // The sub-array at position `i` along `axis`: one dimension fewer, sharing this array's memory.
-  Array slice(std::size_t axis, std::size_t i) const noexcept {
+  // The sub-array at position `i` along `axis`: one dimension fewer (and that axis's name fewer),
+  // sharing this array's memory.
+  Array slice(std::size_t axis, std::size_t i) const {
     Array sub = *this;
     sub.data_ = data_ + static_cast<std::ptrdiff_t>(i) * strides_[axis];
     sub.shape_.erase(axis);
     std::copy(strides_.begin() + axis + 1, strides_.begin() + ndim(), sub.strides_.begin() + axis);
     sub.contiguous_ = sub.is_contiguous(sub.order_);
+    sub.names_ = detail::axis_names_without(names_, axis);
     return sub;
   }
 
@@ -263,6 +362,7 @@ class Array {
   std::array<std::ptrdiff_t, kMaxRank> strides_{};
   Order order_ = Order::C;
   bool contiguous_ = true;
+  const detail::AxisNameList* names_ = nullptr;
 };
 
 }  // namespace pasha

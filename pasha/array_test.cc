@@ -5,6 +5,7 @@
 #include <memory>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace pasha {
@@ -166,6 +167,47 @@ TEST(Array, ZeroDimensionalArraysHoldOneElement) {
   EXPECT_EQ(scalar.size(), 1u);
   scalar[0] = 2.5;
   EXPECT_EQ(*scalar.begin(), 2.5);
+}
+
+TEST(AxisNames, NamedArraysFindTheirAxesAndSubArraysDropTheSlicedOne) {
+  Array<int> a = MakeArray<int>({2, 3, 4}, Order::C).named({"train", "pulse", "pixel"});
+  ASSERT_TRUE(a.has_axis_names());
+  EXPECT_EQ(a.axis("pixel"), 2u);
+  EXPECT_EQ(a.axis_name(0), "train");
+  Array<int> per_train = a.slice(0, 1);
+  EXPECT_EQ(per_train.axis_name(0), "pulse");
+  EXPECT_EQ(per_train.axis_name(1), "pixel");
+  EXPECT_EQ(per_train.unowned().axis("pixel"), 1u);
+  EXPECT_EQ(a.slice(1, 0).axis_name(1), "pixel");
+  // A sub-array's names are found once, then reused: the same interned list.
+  EXPECT_EQ(&a.slice(0, 0).axis_name(0)[0], &a.slice(0, 1).axis_name(0)[0]);
+  EXPECT_FALSE(a.slice(0, 0).slice(0, 0).slice(0, 0).has_axis_names());
+}
+
+TEST(AxisNames, UnnamedAxesAndUnknownNames) {
+  Array<int> a = MakeArray<int>({2, 3}, Order::C);
+  EXPECT_FALSE(a.has_axis_names());
+  EXPECT_EQ(a.axis_name(1), "");
+  EXPECT_THROW(a.axis("x"), std::invalid_argument);
+  Array<int> partly = a.named({"", "pulse"});
+  EXPECT_EQ(partly.axis_name(0), "");
+  EXPECT_EQ(partly.axis("pulse"), 1u);
+  EXPECT_FALSE(partly.slice(1, 0).has_axis_names()) << "no name left: no names";
+  EXPECT_FALSE(a.named({"", ""}).has_axis_names());
+}
+
+TEST(AxisNames, AWrongCountOrARepeatedNameIsInvalidArgument) {
+  Array<int> a = MakeArray<int>({2, 3}, Order::C);
+  EXPECT_THROW(a.named({"train"}), std::invalid_argument);
+  EXPECT_THROW(a.named({"train", "pulse", "x"}), std::invalid_argument);
+  try {
+    a.named({"pulse", "pulse"});
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("\"pulse\" is used twice"), std::string::npos) << e.what();
+  }
+  const std::vector<std::string> at_run_time{"module", "pixel"};
+  EXPECT_EQ(a.named(at_run_time).axis("pixel"), 1u);
 }
 
 }  // namespace

@@ -25,11 +25,12 @@ expect_failure pasha/testdata/ambiguous_source.cc "matches more than one functor
 expect_failure pasha/testdata/unmappable_source.cc "this type is not mappable"
 expect_failure pasha/testdata/non_trivial_element.cc "T must be trivially copyable"
 expect_failure pasha/testdata/wrong_element_kernel.cc "must accept (worker_id, index, pasha::Array<T>)"
+expect_failure pasha/testdata/alloc_like_of_a_list.cc "the prototype must be a pasha::Array, a contiguous range"
 
 # The same compiler and flags accept correct use, so the failures above are the misuses'; and each
 # public header includes what it uses.
 for header in pasha/pasha.h pasha/backend.h pasha/context.h pasha/array.h pasha/functor.h pasha/ndarray.h \
-              pasha/sequence.h pasha/options.h pasha/hooks.h pasha/errors.h pasha/job.h; do
+              pasha/sequence.h pasha/options.h pasha/hooks.h pasha/errors.h pasha/job.h pasha/helpers.h; do
   if ! output=$("$CXX" -std=c++20 -fsyntax-only -I. -x c++ "$header" 2>&1); then
     echo "FAIL: $header does not compile on its own"
     echo "$output" | head -20

@@ -4,9 +4,11 @@
 
 #include <exception>
 #include <new>
+#include <span>
 #include <stdexcept>
 #include <string>
 
+#include "pasha/detail/progress.h"
 #include "pasha/fork_safe_mutex.h"
 
 namespace pasha {
@@ -20,13 +22,27 @@ ForkSafeMutex& adoption_mutex() {
   return mutex;
 }
 
+// The hooks of one map: the context's, then the map's own (a helper's).
+class MapHooks {
+ public:
+  MapHooks(const std::vector<std::shared_ptr<MapHook>>& context_hooks, const backend::Job& job) noexcept
+      : context_hooks_(context_hooks), map_hooks_(job.map_hooks()) {}
+  std::size_t size() const noexcept { return context_hooks_.size() + map_hooks_.size(); }
+  MapHook& operator[](std::size_t i) const noexcept {
+    return i < context_hooks_.size() ? *context_hooks_[i] : *map_hooks_[i - context_hooks_.size()];
+  }
+
+ private:
+  const std::vector<std::shared_ptr<MapHook>>& context_hooks_;
+  std::span<MapHook* const> map_hooks_;
+};
+
 // Calls post of every hook in [0, started), last first, keeping the first error in `error`.
 template <class Post>
-void unwind_hooks(const std::vector<std::shared_ptr<MapHook>>& hooks, std::size_t started, std::exception_ptr& error,
-                  Post&& post) noexcept {
+void unwind_hooks(const MapHooks& hooks, std::size_t started, std::exception_ptr& error, Post&& post) noexcept {
   while (started-- > 0) {
     try {
-      post(*hooks[started]);
+      post(hooks[started]);
     } catch (...) {
       if (!error) error = std::current_exception();
     }
@@ -72,30 +88,54 @@ void Context::adopt_if_forked() {
   owner_pid_.store(pid, std::memory_order_release);
 }
 
-void Context::run_job(backend::Job& job) {
+void Context::run_job(detail::MapJobBase& job, const MapOptions& options) {
   adopt_if_forked();
   std::lock_guard lock(map_mutex_);
+  const MapHooks hooks(hooks_, job);
   std::size_t started = 0;
   std::exception_ptr error;
   try {
-    for (; started < hooks_.size(); ++started) hooks_[started]->pre_map(*this);
-    launch(job);
+    for (; started < hooks.size(); ++started) hooks[started].pre_map(*this);
+    if (options.progress) {
+      run_with_progress(job, options);
+    } else {
+      launch(job);
+    }
   } catch (...) {
     error = std::current_exception();
   }
-  unwind_hooks(hooks_, started, error, [&](MapHook& hook) { hook.post_map(*this); });
+  unwind_hooks(hooks, started, error, [&](MapHook& hook) { hook.post_map(*this); });
   if (error) std::rethrow_exception(error);
+}
+
+void Context::run_with_progress(detail::MapJobBase& job, const MapOptions& options) {
+  // The counter goes where every worker can reach it: context memory (shared with worker processes).
+  const std::shared_ptr<void> memory = allocate(sizeof(std::atomic<std::size_t>));
+  auto* done = new (memory.get()) std::atomic<std::size_t>(0);
+  job.count_progress_in(done);
+  const ProgressScope scope = progress_scope();
+  if (!scope.report_here) {
+    launch(job);
+    return;
+  }
+  std::size_t total = job.num_elements();
+  if (total != backend::Job::kUnknownSize) {
+    total = static_cast<std::size_t>(static_cast<double>(total) * scope.share_of_elements + 0.5);
+  }
+  detail::ProgressReport report(*done, total, options.progress_every, STDERR_FILENO, ::isatty(STDERR_FILENO) == 1);
+  launch(job);  // on failure, the report's destructor ends it as failed
+  report.finish(true);
 }
 
 namespace backend {
 
 void run_worker(Context& context, Job& job, int worker_id, WorkerControl& control) {
   const detail::WorkerIdScope scope(worker_id);
-  const auto& hooks = context.hooks_;
+  const MapHooks hooks(context.hooks_, job);
   std::size_t started = 0;
   std::exception_ptr error;
   try {
-    for (; started < hooks.size(); ++started) hooks[started]->pre_worker(context, worker_id);
+    for (; started < hooks.size(); ++started) hooks[started].pre_worker(context, worker_id);
     job.run(worker_id, control);
   } catch (...) {
     error = std::current_exception();

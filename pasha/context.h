@@ -93,18 +93,38 @@ class Context {
          .per_worker = options.per_worker, .bytes = layout.bytes});
     T* data = static_cast<T*>(memory.get());
     if (options.fill) std::fill(data, data + layout.bytes / sizeof(T), *options.fill);
-    return Array<T>(std::move(memory), data, layout.shape, layout.strides, options.order);
+    Array<T> array(std::move(memory), data, layout.shape, layout.strides, options.order);
+    if (options.axes.empty()) return array;
+    return array.named(detail::allocated_axis_names(options.axes, shape.ndim(), options.per_worker, options.order));
   }
 
-  // A new array like `prototype`: same shape, order and element type unless the options (or U)
-  // say otherwise. The prototype's contents are not copied.
+  // A new array like `prototype` (numpy's `like=`): a pasha::Array, or a contiguous range such as a
+  // std::vector, std::span or std::array (1-d). Same shape, order, axis names and element type
+  // unless the options (or U) say otherwise; the prototype's contents are not copied.
+  template <class U = void, class Prototype>
+  auto alloc_like(const Prototype& prototype,
+                  const AllocLikeOptions<detail::alloc_like_t<U, detail::like_element_t<Prototype>>>& options = {}) {
+    static_assert(detail::ArrayLike<Prototype>::value,
+                  "pasha::alloc_like: the prototype must be a pasha::Array, a contiguous range of trivially copyable "
+                  "elements (std::vector, std::span, std::array), or a pointer and a shape: alloc_like(data, shape)");
+    using Like = detail::ArrayLike<Prototype>;
+    using T = detail::alloc_like_t<U, typename Like::element_type>;
+    const Shape shape = options.shape.has_value() ? *options.shape : Like::shape(prototype);
+    AxisNames axes = options.axes;
+    if (axes.empty() && Like::axes(prototype).size() == shape.ndim()) axes = Like::axes(prototype);
+    return alloc<T>(shape, {.order = options.order.value_or(Like::order(prototype)), .fill = options.fill,
+                            .per_worker = options.per_worker, .axes = std::move(axes)});
+  }
+
+  // A new array like the `shape`d array at `prototype` (a pointer and a shape, C order unless the
+  // options say otherwise).
   template <class U = void, class T>
-  Array<detail::alloc_like_t<U, T>> alloc_like(const Array<T>& prototype,
+  Array<detail::alloc_like_t<U, T>> alloc_like(const T* /*prototype*/, const Shape& shape,
                                                const AllocLikeOptions<detail::alloc_like_t<U, T>>& options = {}) {
-    const Order prototype_order = prototype.f_contiguous() && !prototype.c_contiguous() ? Order::F : prototype.order();
     return alloc<detail::alloc_like_t<U, T>>(
-        options.shape.has_value() ? *options.shape : Shape(prototype.shape()),
-        {.order = options.order.value_or(prototype_order), .fill = options.fill, .per_worker = options.per_worker});
+        options.shape.has_value() ? *options.shape : shape,
+        {.order = options.order.value_or(Order::C), .fill = options.fill, .per_worker = options.per_worker,
+         .axes = options.axes});
   }
 
   // Calls kernel(worker_id, index, values...) for every element of `source`, spread over the workers,
@@ -120,15 +140,31 @@ class Context {
     auto&& functor = detail::as_functor(std::forward<Source>(source));
     using F = std::remove_reference_t<decltype(functor)>;
     if (const int worker_id = this_worker_id(); worker_id >= 0) {
-      detail::run_nested(functor, kernel, worker_id);
+      detail::run_nested(functor, kernel, worker_id, *this);
       return;
     }
     detail::MapJob<F, std::remove_reference_t<Kernel>> job(functor, kernel, num_workers_, options);
-    run_job(job);
+    run_job(job, options);
+    if constexpr (detail::KernelWithMapHooks<std::remove_reference_t<Kernel>>) kernel.pasha_after_map(*this);
   }
 
   // Adds a hook called around every later map of this context (pasha/hooks.h).
   void add_hook(std::shared_ptr<MapHook> hook);
+
+  // How many processes call this context's map together, each with its own caller (the ranks of an
+  // MpiContext); 1 for contexts driven by one caller.
+  virtual int num_callers() const noexcept { return 1; }
+
+  // What a progress report (MapOptions::progress) covers in this process: the share of a map's
+  // elements that the workers counting into this process's counter visit (the counter lives in
+  // allocate() memory, so it counts what the workers reaching that memory do), and whether this
+  // process prints the report. The default: all of them, printed here. A context whose maps span
+  // processes that share no memory (MPI ranks across nodes) overrides it.
+  struct ProgressScope {
+    double share_of_elements = 1.0;
+    bool report_here = true;
+  };
+  virtual ProgressScope progress_scope() const { return {}; }
 
  protected:
   // Throws std::invalid_argument unless 1 <= num_workers <= kMaxWorkers.
@@ -162,7 +198,9 @@ class Context {
   friend void backend::launch(Context& context, backend::Job& job);
   friend std::shared_ptr<void> backend::allocate(Context& context, const backend::ArrayLayout& layout);
 
-  void run_job(backend::Job& job);
+  void run_job(detail::MapJobBase& job, const MapOptions& options);
+  // launch(job), with a progress report (MapOptions::progress).
+  void run_with_progress(detail::MapJobBase& job, const MapOptions& options);
   // Resets what belongs to another process when this process is a fork of the one that made it.
   void adopt_if_forked();
 

@@ -32,10 +32,16 @@ Array<T> alloc(const Shape& shape, const AllocOptions<T>& options = {}) {
   return default_context().alloc<T>(shape, options);
 }
 
-template <class U = void, class T>
-Array<detail::alloc_like_t<U, T>> alloc_like(const Array<T>& prototype,
-                                             const AllocLikeOptions<detail::alloc_like_t<U, T>>& options = {}) {
+template <class U = void, class Prototype>
+auto alloc_like(const Prototype& prototype,
+                const AllocLikeOptions<detail::alloc_like_t<U, detail::like_element_t<Prototype>>>& options = {}) {
   return default_context().alloc_like<U>(prototype, options);
+}
+
+template <class U = void, class T>
+Array<detail::alloc_like_t<U, T>> alloc_like(const T* prototype, const Shape& shape,
+                                             const AllocLikeOptions<detail::alloc_like_t<U, T>>& options = {}) {
+  return default_context().alloc_like<U>(prototype, shape, options);
 }
 
 template <class Kernel, class Source>

@@ -3,13 +3,17 @@
 #ifndef PASHA_JOB_H_
 #define PASHA_JOB_H_
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <optional>
+#include <span>
 
 #include "pasha/functor.h"
 
 namespace pasha {
+
+class MapHook;
 
 // The id of the worker running on this thread, or -1 outside any worker. Inside a kernel or a worker
 // hook it is the id the kernel was given; in a worker process it stays set until the process ends.
@@ -72,9 +76,27 @@ class Job {
   // portion (counting WorkerControl::next_position from 0 within it). Call before any worker runs.
   virtual void restrict_to_part(int /*first*/, int /*count*/) {}
 
+  // The hooks of this map alone (the helpers of pasha/helpers.h bring them), called after the
+  // context's own hooks: pre_* in this order, post_* in reverse. Contexts need not look at them:
+  // Context::map and backend::run_worker call them.
+  std::span<MapHook* const> map_hooks() const noexcept { return {map_hooks_.data(), num_map_hooks_}; }
+
  protected:
+  // For a job that stands in for another, given to backend::run_worker in its place (to watch it):
+  // takes on its worker count, element count and map hooks. (A job that passes the other one to
+  // run_worker itself, as MpiContext's does, must not take the hooks: they would run twice.)
+  void stand_in_for(const Job& job) noexcept {
+    num_active_workers_ = job.num_active_workers_;
+    num_elements_ = job.num_elements_;
+    map_hooks_ = job.map_hooks_;
+    num_map_hooks_ = job.num_map_hooks_;
+  }
+
+  static constexpr std::size_t kMaxMapHooks = 8;
   int num_active_workers_ = 0;
   std::size_t num_elements_ = kUnknownSize;
+  std::array<MapHook*, kMaxMapHooks> map_hooks_{};
+  std::size_t num_map_hooks_ = 0;
 };
 
 }  // namespace backend

@@ -1,6 +1,7 @@
 // NdarrayFunctor: maps over a pasha::Array along one axis.
 //
-// Mapping an Array directly goes along its first axis; `pasha::along(array, axis)` picks another.
+// Mapping an Array directly goes along its first axis; `pasha::along(array, axis)` picks another, by
+// number or by name (`pasha::along(a, "pulse")`). Sub-arrays keep the names of their axes.
 // The kernel gets the sub-arrays at each position along the axis, one dimension fewer, sharing the
 // array's memory: kernel(worker_id, index, pasha::Array<T> sub). Along a 1-d array the sub-arrays
 // are 0-d arrays, which convert to a reference to their element, so a kernel may equally take the
@@ -19,6 +20,7 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "pasha/array.h"
@@ -103,6 +105,17 @@ NdarrayFunctor<T> along(const Array<T>& array, int axis) {
                                 std::to_string(ndim) + "-d array");
   }
   return NdarrayFunctor<T>(array, static_cast<std::size_t>(axis < 0 ? axis + ndim : axis));
+}
+
+// Maps along the axis called `name` (Array::named, the `.axes` option of alloc). Throws
+// std::invalid_argument naming it and the array's axes when there is none.
+template <class T>
+NdarrayFunctor<T> along(const Array<T>& array, std::string_view name) {
+  return NdarrayFunctor<T>(array, array.axis(name));
+}
+template <class T>
+NdarrayFunctor<T> along(const Array<T>& array, const char* name) {
+  return along(array, std::string_view(name));
 }
 
 }  // namespace pasha

@@ -4,6 +4,7 @@
 #ifndef PASHA_OPTIONS_H_
 #define PASHA_OPTIONS_H_
 
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <initializer_list>
@@ -18,11 +19,14 @@ namespace pasha {
 
 // Options of Context::alloc<T>. Without `fill` the contents are unspecified (like np.empty).
 // `per_worker` adds a worker axis of length num_workers(): first for C order, last for F order.
+// `axes` names the axes of `shape` (Array::named); a per-worker array's worker axis is then named
+// "worker".
 template <class T>
 struct AllocOptions {
   Order order = Order::C;
   std::optional<T> fill;
   bool per_worker = false;
+  AxisNames axes;
 };
 
 // A shape that may be absent: `.shape = {3, 4}` in AllocLikeOptions.
@@ -47,14 +51,16 @@ class ShapeOverride {
   std::optional<Shape> shape_;
 };
 
-// Options of Context::alloc_like: each member left out keeps the prototype's value (shape, order);
-// the element type is kept unless alloc_like<U> names another.
+// Options of Context::alloc_like: each member left out keeps the prototype's value (shape, order,
+// axis names; the names only while the number of axes stays); the element type is kept unless
+// alloc_like<U> names another.
 template <class T>
 struct AllocLikeOptions {
   ShapeOverride shape;
   std::optional<Order> order;
   std::optional<T> fill;
   bool per_worker = false;
+  AxisNames axes;
 };
 
 // How a map hands elements to workers.
@@ -70,12 +76,51 @@ struct MapOptions {
   Schedule schedule = Schedule::static_shares;
   // Elements per chunk for Schedule::dynamic; 0 picks one (about 16 chunks per worker).
   std::size_t chunk = 0;
+  // Progress on stderr, for long maps: elements done of the total, the rate and the time left; a
+  // live bar when stderr is a terminal, otherwise a line every `progress_every`, and a last line when
+  // the map ends. Elements are counted as the chunks that cancellation checks between (pasha/detail/
+  // map_job.h) finish, in memory every worker reaches, so the count is right in every context. Off by
+  // default, and then it costs nothing.
+  bool progress = false;
+  std::chrono::milliseconds progress_every{5000};
 };
 
 namespace detail {
 // The element type of alloc_like<U>(prototype of T): U, or T when U is void.
 template <class U, class T>
 using alloc_like_t = std::conditional_t<std::is_void_v<U>, T, U>;
+
+// What alloc_like takes as a prototype (numpy's `like=`): a pasha::Array, or a contiguous sized
+// range of trivially copyable elements (std::vector, std::span, std::array, a C array), which is 1-d.
+template <class P>
+struct ArrayLike : std::false_type {};
+template <class T>
+struct ArrayLike<Array<T>> : std::true_type {
+  using element_type = T;
+  static Shape shape(const Array<T>& a) { return Shape(a.shape()); }
+  static Order order(const Array<T>& a) { return a.f_contiguous() && !a.c_contiguous() ? Order::F : a.order(); }
+  static AxisNames axes(const Array<T>& a) { return a.axis_names(); }
+};
+template <class R>
+  requires(std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
+           std::is_trivially_copyable_v<std::ranges::range_value_t<R>>)
+struct ArrayLike<R> : std::true_type {
+  using element_type = std::ranges::range_value_t<R>;
+  static Shape shape(const R& r) { return Shape(static_cast<std::size_t>(std::ranges::size(r))); }
+  static Order order(const R&) { return Order::C; }
+  static AxisNames axes(const R&) { return {}; }
+};
+
+// The element type of an array-like prototype; for anything else a placeholder, so that alloc_like
+// reaches its static_assert (which says what a prototype may be) instead of failing overload
+// resolution.
+struct NotArrayLike {};
+struct ArrayLikePlaceholder {
+  using element_type = NotArrayLike;
+};
+template <class P>
+using like_element_t = typename std::conditional_t<ArrayLike<P>::value, ArrayLike<P>,
+                                                   ArrayLikePlaceholder>::element_type;
 }  // namespace detail
 
 }  // namespace pasha

@@ -19,6 +19,7 @@
 #include "pasha/default_context.h"
 #include "pasha/errors.h"
 #include "pasha/functor.h"
+#include "pasha/helpers.h"
 #include "pasha/hooks.h"
 #include "pasha/ndarray.h"
 #include "pasha/options.h"

@@ -315,6 +315,13 @@ int MpiContext::num_nodes() const noexcept { return state_->num_nodes; }
 int MpiContext::first_worker() const noexcept { return state_->first_worker(); }
 Context& MpiContext::local() const noexcept { return *state_->local; }
 
+Context::ProgressScope MpiContext::progress_scope() const {
+  const State& s = *state_;
+  const int node_workers = s.workers_of_node[static_cast<std::size_t>(s.node_index)];
+  return {.share_of_elements = static_cast<double>(node_workers) / static_cast<double>(std::max(s.total_workers, 1)),
+          .report_here = s.rank == 0};
+}
+
 std::shared_ptr<void> MpiContext::allocate(std::size_t bytes) {
   backend::ArrayLayout layout;
   layout.shape = Shape{bytes};

@@ -76,6 +76,9 @@ class MpiContext final : public Context {
   ~MpiContext() override;
 
   std::string name() const override { return "mpi"; }
+  int num_callers() const noexcept override { return num_ranks(); }
+  // Rank 0 reports, counting the workers of its node.
+  ProgressScope progress_scope() const override;
 
   int rank() const noexcept;
   int num_ranks() const noexcept;

@@ -18,6 +18,7 @@
 #define PASHA_DETAIL_MAP_JOB_H_
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <concepts>
 #include <cstddef>
@@ -32,18 +33,64 @@
 #include <vector>
 
 #include "pasha/functor.h"
+#include "pasha/hooks.h"
 #include "pasha/job.h"
 #include "pasha/options.h"
+
+namespace pasha {
+class Context;
+class MapHook;
+}  // namespace pasha
 
 namespace pasha::detail {
 
 template <class K>
 concept HasPlainCallOperator = requires { &K::operator(); };
 
+// A kernel that says whether it is generic (a wrapper whose call operator is a constrained template,
+// such as the helpers of pasha/helpers.h, is as generic as the kernel it wraps).
+template <class K>
+concept DeclaresGenericity = requires {
+  { K::pasha_kernel_is_generic } -> std::convertible_to<bool>;
+};
+
 // A kernel whose call operator is a template (a lambda with auto parameters, say): asking whether it
 // accepts some type would instantiate its body, so adapters must not ask.
 template <class K>
-inline constexpr bool kIsGenericKernel = std::is_class_v<K> && !HasPlainCallOperator<K>;
+constexpr bool is_generic_kernel() {
+  if constexpr (DeclaresGenericity<K>) {
+    return K::pasha_kernel_is_generic;
+  } else {
+    return std::is_class_v<K> && !HasPlainCallOperator<K>;
+  }
+}
+template <class K>
+inline constexpr bool kIsGenericKernel = is_generic_kernel<K>();
+
+// The hooks a kernel brings for the one map it is given to (pasha/helpers.h).
+class MapHookList {
+ public:
+  static constexpr std::size_t kCapacity = 8;
+  // Throws std::length_error past kCapacity.
+  void add(MapHook* hook) {
+    if (size_ == kCapacity) throw std::length_error("pasha: more than 8 helpers around one kernel");
+    hooks_[size_++] = hook;
+  }
+  std::size_t size() const noexcept { return size_; }
+  MapHook* operator[](std::size_t i) const noexcept { return hooks_[i]; }
+
+ private:
+  std::array<MapHook*, kCapacity> hooks_{};
+  std::size_t size_ = 0;
+};
+
+// A kernel with hooks of its own: pasha_add_map_hooks lists them (the wrapped kernel's first), and
+// pasha_after_map runs in the caller once the map has succeeded.
+template <class K>
+concept KernelWithMapHooks = requires(K& kernel, MapHookList& list, Context& context) {
+  kernel.pasha_add_map_hooks(list);
+  kernel.pasha_after_map(context);
+};
 
 // The visitor a functor calls: visit(index, values...) -> kernel(worker_id, index, values...).
 // Constrained, so that functors can ask which values a (non-generic) kernel accepts.
@@ -123,6 +170,13 @@ class MapJob final : public MapJobBase {
  public:
   // Throws std::invalid_argument for a dynamic schedule of a functor that is not indexed.
   MapJob(F& functor, Kernel& kernel, int num_workers, const MapOptions& options) : functor_(functor), kernel_(kernel) {
+    if constexpr (KernelWithMapHooks<Kernel>) {
+      MapHookList hooks;
+      kernel.pasha_add_map_hooks(hooks);
+      static_assert(MapHookList::kCapacity <= kMaxMapHooks);
+      for (std::size_t i = 0; i < hooks.size(); ++i) map_hooks_[i] = hooks[i];
+      num_map_hooks_ = hooks.size();
+    }
     if constexpr (IndexedFunctor<F>) num_elements_ = static_cast<std::size_t>(functor.size());
     if (options.schedule == Schedule::dynamic) {
       if constexpr (IndexedFunctor<F>) {
@@ -262,13 +316,53 @@ class MapJob final : public MapJobBase {
   std::size_t position_end_ = SIZE_MAX;
 };
 
+// Calls `body` between the pre_map/pre_worker and post_worker/post_map calls of `hooks`, for one
+// worker, with the unwinding rules of pasha/hooks.h. For a nested map's own hooks.
+template <class Body>
+void run_between_hooks(const MapHookList& hooks, Context& context, int worker_id, Body&& body);
+
+template <class Body>
+void run_between_hooks(const MapHookList& hooks, Context& context, int worker_id, Body&& body) {
+  std::exception_ptr error;
+  std::size_t maps_started = 0;
+  std::size_t workers_started = 0;
+  try {
+    for (; maps_started < hooks.size(); ++maps_started) hooks[maps_started]->pre_map(context);
+    for (; workers_started < hooks.size(); ++workers_started) hooks[workers_started]->pre_worker(context, worker_id);
+    body();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  const auto keep_first = [&](auto&& post) {
+    try {
+      post();
+    } catch (...) {
+      if (!error) error = std::current_exception();
+    }
+  };
+  while (workers_started-- > 0) keep_first([&] { hooks[workers_started]->post_worker(context, worker_id); });
+  while (maps_started-- > 0) keep_first([&] { hooks[maps_started]->post_map(context); });
+  if (error) std::rethrow_exception(error);
+}
+
 // Runs a map started from inside a kernel: inline, on the calling worker (whose id the kernel gets),
-// as a serial context would, without hooks.
+// as a serial context would, without the context's hooks (a helper's hooks still run: they belong to
+// the map).
 template <class F, class Kernel>
-void run_nested(F& functor, Kernel& kernel, int worker_id) {
+void run_nested(F& functor, Kernel& kernel, int worker_id, Context& context) {
   const KernelVisitor<Kernel> visit{kernel, worker_id};
   const std::atomic<bool> never_cancelled{false};
-  for (const auto& share : split_shares(functor, 1)) iterate_share(functor, share, visit, never_cancelled, nullptr);
+  const auto run = [&] {
+    for (const auto& share : split_shares(functor, 1)) iterate_share(functor, share, visit, never_cancelled, nullptr);
+  };
+  if constexpr (KernelWithMapHooks<Kernel>) {
+    MapHookList hooks;
+    kernel.pasha_add_map_hooks(hooks);
+    run_between_hooks(hooks, context, worker_id, run);
+    kernel.pasha_after_map(context);
+  } else {
+    run();
+  }
 }
 
 }  // namespace pasha::detail

@@ -1,13 +1,20 @@
 // Prints what a European XFEL run directory or file holds, like EXtra-data's lsxfel: the train range,
 // then each source with its keys (dtype-independent entry shapes) and how many trains have data.
+// --check then reads every numeric key of every train, in parallel on pasha's default context with a
+// progress report, and lists the trains that cannot be read (like extra-data-validate); files that
+// could not be opened count as problems too.
 //
-//   bazel run //tools/xfel:lsxfel -- path/to/r0450 [--keys]
+//   bazel run //tools/xfel:lsxfel -- path/to/r0450 [--keys] [--check]
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <exception>
 #include <string>
-#include <sys/stat.h>
+#include <utility>
+#include <vector>
 
 #include "functors/xfel/xfel.h"
+#include "pasha/pasha.h"
 
 namespace {
 
@@ -17,15 +24,71 @@ std::string shape_text(const pasha::Shape& shape) {
   return text + (shape.ndim() == 1 ? ",)" : ")");
 }
 
+// Reads every numeric key of every train; returns how many keys and trains failed, and prints them
+// (the first few trains).
+std::size_t check_every_train(const pasha::xfel::DataCollection& run) {
+  std::size_t damaged_keys = 0;
+  std::vector<std::pair<std::string, std::string>> keys;
+  std::size_t not_numeric = 0;
+  for (const std::string& source : run.all_sources()) {
+    for (const std::string& key : run.keys_for_source(source)) {
+      try {
+        (void)run.key_data<double>(source, key);  // checks the type, and every train's rows, once
+        keys.emplace_back(source, key);
+      } catch (const pasha::xfel::FormatError& error) {
+        if (std::string(error.what()).find("cannot be read as float64") != std::string::npos) {
+          ++not_numeric;  // strings
+        } else {
+          std::printf("  %s %s cannot be read: %s\n", source.c_str(), key.c_str(), error.what());
+          ++damaged_keys;
+        }
+      }
+    }
+  }
+  if (not_numeric > 0) std::printf("  (%zu keys that cannot be read as numbers are left out)\n", not_numeric);
+  std::fflush(stdout);
+  pasha::Context& context = pasha::default_context();
+  auto failed = context.alloc<int>(run.size(), {.fill = 0});
+  context.map(
+      [&](int, std::size_t index, std::uint64_t, const pasha::xfel::TrainData& train) {
+        for (const auto& [source, key] : keys) {
+          try {
+            (void)train.get<double>(source, key);
+          } catch (const std::exception&) {
+            failed[index] = 1;
+          }
+        }
+      },
+      run, {.progress = true, .progress_every = std::chrono::seconds(2)});
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < run.size(); ++i) {
+    if (failed[i] == 0) continue;
+    if (++bad <= 10) std::printf("  train %llu cannot be read\n", static_cast<unsigned long long>(run.train_ids()[i]));
+  }
+  return damaged_keys + bad;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: lsxfel RUN_DIRECTORY|FILE.h5 [--keys]\n");
+    std::fprintf(stderr, "usage: lsxfel RUN_DIRECTORY|FILE.h5 [--keys] [--check]\n");
     return 2;
   }
   const std::string path = argv[1];
-  const bool show_keys = argc > 2 && std::string(argv[2]) == "--keys";
+  bool show_keys = false, check = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--keys") {
+      show_keys = true;
+    } else if (flag == "--check") {
+      check = true;
+    } else {
+      std::fprintf(stderr, "lsxfel: unknown flag %s; usage: lsxfel RUN_DIRECTORY|FILE.h5 [--keys] [--check]\n",
+                   flag.c_str());
+      return 2;
+    }
+  }
   try {
     struct stat info {};
     const bool is_dir = ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
@@ -72,6 +135,18 @@ int main(int argc, char** argv) {
     };
     print_sources("control", run.control_sources());
     print_sources("instrument", run.instrument_sources());
+    if (check) {
+      std::printf("\nreading every train of every numeric key on %d %s workers:\n",
+                  pasha::default_context().num_workers(), pasha::default_context().name().c_str());
+      std::fflush(stdout);
+      const std::size_t problems = run.skipped_files().size() + check_every_train(run);
+      if (problems == 0) {
+        std::printf("  all %zu trains read\n", run.size());
+      } else {
+        std::printf("  %zu problems\n", problems);
+        return 1;
+      }
+    }
   } catch (const std::exception& error) {
     std::fprintf(stderr, "lsxfel: %s\n", error.what());
     return 1;

@@ -1,0 +1,123 @@
+#include "pasha/detail/progress.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+
+namespace pasha::detail {
+namespace {
+
+// 1234 -> "1.2k", 5600000 -> "5.6M".
+std::string short_count(double value) {
+  char text[32];
+  if (value >= 1e9) {
+    std::snprintf(text, sizeof text, "%.1fG", value / 1e9);
+  } else if (value >= 1e6) {
+    std::snprintf(text, sizeof text, "%.1fM", value / 1e6);
+  } else if (value >= 1e4) {
+    std::snprintf(text, sizeof text, "%.1fk", value / 1e3);
+  } else {
+    std::snprintf(text, sizeof text, "%.0f", value);
+  }
+  return text;
+}
+
+// 75 -> "1:15", 3725 -> "1:02:05".
+std::string clock_time(double seconds) {
+  const auto s = static_cast<std::uint64_t>(std::max(0.0, seconds) + 0.5);
+  char text[32];
+  if (s >= 3600) {
+    std::snprintf(text, sizeof text, "%" PRIu64 ":%02" PRIu64 ":%02" PRIu64, s / 3600, s / 60 % 60, s % 60);
+  } else {
+    std::snprintf(text, sizeof text, "%" PRIu64 ":%02" PRIu64, s / 60, s % 60);
+  }
+  return text;
+}
+
+}  // namespace
+
+ProgressReport::ProgressReport(const std::atomic<std::size_t>& done, std::size_t total,
+                               std::chrono::milliseconds every, int fd, bool terminal)
+    : done_(done),
+      total_(total),
+      every_(terminal ? std::chrono::milliseconds(200) : std::max(every, std::chrono::milliseconds(1))),
+      fd_(fd),
+      terminal_(terminal),
+      start_(std::chrono::steady_clock::now()),
+      thread_([this] { run(); }) {}
+
+ProgressReport::~ProgressReport() { finish(false); }
+
+void ProgressReport::finish(bool succeeded) {
+  {
+    std::lock_guard lock(mutex_);
+    if (finished_) return;
+    finished_ = true;
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const std::size_t done = done_.load(std::memory_order_relaxed);
+  std::string last = line(done, total_, seconds, terminal_);
+  if (!succeeded) last += "  (failed)";
+  write_line(last);
+}
+
+void ProgressReport::run() {
+  std::unique_lock lock(mutex_);
+  while (!wake_.wait_for(lock, every_, [this] { return stop_; })) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const std::string text = line(done_.load(std::memory_order_relaxed), total_, seconds, terminal_);
+    if (terminal_) {
+      const std::string redraw = "\r" + text + "\033[K";
+      (void)!::write(fd_, redraw.data(), redraw.size());
+    } else {
+      write_line(text);
+    }
+  }
+}
+
+void ProgressReport::write_line(const std::string& text) const {
+  const std::string out = (terminal_ ? "\r" : "") + text + (terminal_ ? "\033[K\n" : "\n");
+  std::size_t written = 0;
+  while (written < out.size()) {
+    const ssize_t n = ::write(fd_, out.data() + written, out.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // stderr closed or full: the report is not worth failing a map for
+    written += static_cast<std::size_t>(n);
+  }
+}
+
+std::string ProgressReport::line(std::size_t done, std::size_t total, double seconds, bool bar) {
+  const bool known = total != SIZE_MAX;
+  if (known) done = std::min(done, total);
+  const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0.0;
+  std::string text = "pasha: ";
+  char part[96];
+  if (known) {
+    const double fraction = total == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(total);
+    if (bar) {
+      constexpr int kWidth = 24;
+      const int filled = static_cast<int>(fraction * kWidth);
+      text += "[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(kWidth - filled), '.') + "] ";
+    }
+    std::snprintf(part, sizeof part, "%3d%%  %zu/%zu", static_cast<int>(fraction * 100), done, total);
+    text += part;
+  } else {
+    std::snprintf(part, sizeof part, "%zu done", done);
+    text += part;
+  }
+  text += "  " + short_count(rate) + "/s";
+  if (known && done < total && rate > 0) {
+    text += "  " + clock_time(static_cast<double>(total - done) / rate) + " left";
+  } else {
+    text += "  " + clock_time(seconds) + " elapsed";
+  }
+  return text;
+}
+
+}  // namespace pasha::detail

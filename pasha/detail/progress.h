@@ -1,0 +1,57 @@
+// ProgressReport: the progress line of a map (MapOptions::progress). Internal to pasha.
+//
+// A thread of the caller's that reads the map's counter of finished elements and writes to stderr
+// (with write(2), never through stdio, so that it takes no lock a forked worker could inherit): on a
+// terminal a bar redrawn five times a second, otherwise a line every `every`; and a last line when
+// the report ends.
+#ifndef PASHA_DETAIL_PROGRESS_H_
+#define PASHA_DETAIL_PROGRESS_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace pasha::detail {
+
+class ProgressReport {
+ public:
+  // `total` elements (or SIZE_MAX when unknown) counted in `done`. `fd` is where it writes (stderr);
+  // `terminal` chooses the live bar.
+  ProgressReport(const std::atomic<std::size_t>& done, std::size_t total, std::chrono::milliseconds every, int fd,
+                 bool terminal);
+  // Ends the report (as failed, if finish was not called).
+  ~ProgressReport();
+  ProgressReport(const ProgressReport&) = delete;
+  ProgressReport& operator=(const ProgressReport&) = delete;
+
+  // Stops the thread and writes the last line.
+  void finish(bool succeeded);
+
+  // The text of one report: "pasha: [#####.....]  50%  500/1000  1.2k/s  0:05 left" (the bar on a
+  // terminal only). Exposed for tests.
+  static std::string line(std::size_t done, std::size_t total, double seconds, bool bar);
+
+ private:
+  void run();
+  void write_line(const std::string& text) const;
+
+  const std::atomic<std::size_t>& done_;
+  const std::size_t total_;
+  const std::chrono::milliseconds every_;
+  const int fd_;
+  const bool terminal_;
+  const std::chrono::steady_clock::time_point start_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  bool finished_ = false;
+  std::thread thread_;
+};
+
+}  // namespace pasha::detail
+
+#endif  // PASHA_DETAIL_PROGRESS_H_

@@ -1,0 +1,341 @@
+// Helpers that change what one map does around its kernel (EXtra-pasha's util.py): per-worker setup
+// and teardown, private per-worker copies of an array, and reductions. Each wraps a kernel and applies
+// to the map it is given to, in every context (worker processes included), and only to that map:
+//
+//   double total = 0;
+//   ctx.map(pasha::with_reduction(ctx, total, 0.0, std::plus<>(),
+//                                 [&](int, std::size_t i, double v, double& partial) { partial += v; }),
+//           values);
+//
+//   auto histogram = ctx.alloc<std::uint64_t>({256}, {.fill = 0});
+//   ctx.map(pasha::with_local_copies(ctx, histogram, std::plus<>(),
+//                                    [&](int, std::size_t i, std::uint8_t v, pasha::Array<std::uint64_t> mine) {
+//                                      ++mine[v];
+//                                    }),
+//           pixels);
+//
+//   ctx.map(pasha::with_init([&](int worker_id) { open_my_file(worker_id); },
+//           pasha::with_finalize(kernel, [&](int worker_id) { close_my_file(worker_id); })),
+//           inputs);
+//
+// When each runs (the rules of pasha/hooks.h, whose per-map hooks the helpers are): `init` in each
+// worker that gets work, before its first element; `finalize` in that worker after its last, also
+// when the map fails (like a destructor). Copies and partials are set up in their worker the same
+// way, and combined by the caller once the map has succeeded, in worker order over the workers that
+// got work; if the map fails, the array or result is left as it was. They nest (with_init around
+// with_reduction around ...), up to 8 deep. A helper made for one context works only with maps of
+// that context, and with one map at a time (a second map started while one runs throws
+// std::logic_error); make one per map, or reuse it for maps one after the other. In a map started
+// from inside a kernel (which runs inline on that worker) they run too, as for a one-worker map.
+//
+// Helpers that combine (with_local_copies, with_reduction) need one caller: with an MpiContext of
+// several ranks they throw std::invalid_argument (use a per-worker array from alloc and combine it
+// after the map, on every rank).
+#ifndef PASHA_HELPERS_H_
+#define PASHA_HELPERS_H_
+
+#include <algorithm>
+#include <atomic>
+#include <concepts>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pasha/array.h"
+#include "pasha/context.h"
+#include "pasha/hooks.h"
+
+namespace pasha {
+namespace detail {
+
+// What every helper shares: the wrapped kernel, the hooks of the kernels inside it, the check that it
+// is used by its own context and by one map at a time.
+template <class Kernel>
+class KernelHelper : public MapHook {
+ public:
+  static constexpr bool pasha_kernel_is_generic = kIsGenericKernel<Kernel>;
+
+  // Const, so that a helper stored in a const variable still brings its hooks: what a map changes
+  // in it is mutable.
+  void pasha_add_map_hooks(MapHookList& hooks) const {
+    if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_add_map_hooks(hooks);
+    hooks.add(const_cast<KernelHelper*>(this));
+  }
+  void pasha_after_map(Context& context) const {
+    if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_after_map(context);
+  }
+
+  void pre_map(Context& context) override {
+    if (context_ != nullptr && &context != context_) {
+      throw std::invalid_argument(std::string(name_) + ": made for another context (" + context_->name() +
+                                  ", " + std::to_string(context_->num_workers()) + " workers) than this map's (" +
+                                  context.name() + ")");
+    }
+    if (context_ != nullptr && context.num_callers() > 1) {
+      throw std::invalid_argument(std::string(name_) + ": not available with a context driven by " +
+                                  std::to_string(context.num_callers()) + " callers (" + context.name() +
+                                  "): each would combine the same partials");
+    }
+    if (in_map_.exchange(true)) {
+      throw std::logic_error(std::string(name_) + ": already in a map; make one helper per map that runs at once");
+    }
+  }
+  void post_map(Context&) override { in_map_ = false; }
+
+ protected:
+  KernelHelper(const char* name, Context* context, Kernel kernel)
+      : name_(name), context_(context), kernel_(std::move(kernel)) {}
+  // Copies (a kernel object stored, then passed) start outside any map.
+  KernelHelper(const KernelHelper& other) : MapHook(other), name_(other.name_), context_(other.context_), kernel_(other.kernel_) {}
+  KernelHelper& operator=(const KernelHelper&) = delete;
+
+  const char* name_;
+  Context* context_;  // the context whose arrays the helper uses; nullptr when it uses none
+  mutable Kernel kernel_;
+  mutable std::atomic<bool> in_map_{false};  // caller-side: between pre_map and post_map
+};
+
+// Per-worker storage of `shape` for a helper, with one view per worker made up front (so that a
+// kernel call costs no reference count), and which workers got work in the current map.
+template <class T>
+class PerWorkerArrays {
+ public:
+  PerWorkerArrays(Context& context, const Shape& shape, Order order)
+      : storage_(context.alloc<T>(shape, {.order = order, .per_worker = true})),
+        took_part_(context.alloc<int>({}, {.fill = 0, .per_worker = true})) {
+    const std::size_t worker_axis = order == Order::C ? 0 : storage_.ndim() - 1;
+    for (int w = 0; w < context.num_workers(); ++w) {
+      views_.push_back(storage_.slice(worker_axis, static_cast<std::size_t>(w)).unowned());
+    }
+  }
+
+  const Array<T>& of(int worker_id) const noexcept { return views_[static_cast<std::size_t>(worker_id)]; }
+  void forget_workers() const {
+    for (std::size_t w = 0; w < views_.size(); ++w) took_part_[w] = 0;
+  }
+  void mark(int worker_id) const { took_part_[static_cast<std::size_t>(worker_id)] = 1; }
+  bool took_part(int worker_id) const { return took_part_[static_cast<std::size_t>(worker_id)] != 0; }
+  int num_workers() const noexcept { return static_cast<int>(views_.size()); }
+
+ private:
+  Array<T> storage_;
+  Array<int> took_part_;
+  std::vector<Array<T>> views_;
+};
+
+// element-wise: into[e] = op(into[e], from[e]); both of one shape and order.
+template <class T, class Op>
+void combine_into(const Array<T>& into, const Array<T>& from, Op& op) {
+  const std::size_t n = into.size();
+  for (std::size_t e = 0; e < n; ++e) into[e] = static_cast<T>(op(into[e], from[e]));
+}
+
+template <class T>
+void copy_into(const Array<T>& into, const Array<T>& from) {
+  const std::size_t n = into.size();
+  for (std::size_t e = 0; e < n; ++e) into[e] = from[e];
+}
+
+}  // namespace detail
+
+// init(worker_id) runs in each worker that gets work, before its first element of this map.
+template <class Init, class Kernel>
+class WithInit final : public detail::KernelHelper<Kernel> {
+ public:
+  WithInit(Init init, Kernel kernel) : detail::KernelHelper<Kernel>("pasha::with_init", nullptr, std::move(kernel)), init_(std::move(init)) {}
+
+  template <class... Values>
+    requires std::invocable<Kernel&, int, std::size_t, Values...>
+  void operator()(int worker_id, std::size_t index, Values&&... values) const {
+    this->kernel_(worker_id, index, std::forward<Values>(values)...);
+  }
+  void pre_worker(Context&, int worker_id) override { init_(worker_id); }
+
+ private:
+  mutable Init init_;
+};
+
+// finalize(worker_id) runs in each worker that got work, after its last element of this map (also
+// when the map fails).
+template <class Kernel, class Finalize>
+class WithFinalize final : public detail::KernelHelper<Kernel> {
+ public:
+  WithFinalize(Kernel kernel, Finalize finalize)
+      : detail::KernelHelper<Kernel>("pasha::with_finalize", nullptr, std::move(kernel)), finalize_(std::move(finalize)) {}
+
+  template <class... Values>
+    requires std::invocable<Kernel&, int, std::size_t, Values...>
+  void operator()(int worker_id, std::size_t index, Values&&... values) const {
+    this->kernel_(worker_id, index, std::forward<Values>(values)...);
+  }
+  void post_worker(Context&, int worker_id) override { finalize_(worker_id); }
+
+ private:
+  mutable Finalize finalize_;
+};
+
+// Each worker works on a private copy of `array`, made from it when the worker starts; the kernel
+// gets the copy as its last argument: kernel(worker_id, index, values..., pasha::Array<T> copy).
+// After the map, array[e] = combine(...combine(copy_a[e], copy_b[e])..., copy_z[e]) over the copies
+// of the workers that got work, in worker order. The copies start equal to the array, so with
+// std::plus start from zeros (or use with_reduction, whose partials start at an identity and which
+// adds them to what the array holds).
+template <class T, class Combine, class Kernel>
+class WithLocalCopies final : public detail::KernelHelper<Kernel> {
+ public:
+  WithLocalCopies(Context& context, Array<T> array, Combine combine, Kernel kernel)
+      : detail::KernelHelper<Kernel>("pasha::with_local_copies", &context, std::move(kernel)),
+        array_(std::move(array)),
+        copies_(context, Shape(array_.shape()), array_.order()),
+        combine_(std::move(combine)) {}
+
+  template <class... Values>
+    requires std::invocable<Kernel&, int, std::size_t, Values..., Array<T>>
+  void operator()(int worker_id, std::size_t index, Values&&... values) const {
+    this->kernel_(worker_id, index, std::forward<Values>(values)..., copies_.of(worker_id));
+  }
+  void pre_map(Context& context) override {
+    detail::KernelHelper<Kernel>::pre_map(context);
+    copies_.forget_workers();
+  }
+  void pre_worker(Context&, int worker_id) override {
+    detail::copy_into(copies_.of(worker_id), array_);
+    copies_.mark(worker_id);
+  }
+  void pasha_after_map(Context& context) const {
+    detail::KernelHelper<Kernel>::pasha_after_map(context);
+    bool first = true;
+    for (int w = 0; w < copies_.num_workers(); ++w) {
+      if (!copies_.took_part(w)) continue;
+      if (first) {
+        detail::copy_into(array_, copies_.of(w));
+        first = false;
+      } else {
+        detail::combine_into(array_, copies_.of(w), combine_);
+      }
+    }
+  }
+
+ private:
+  Array<T> array_;
+  detail::PerWorkerArrays<T> copies_;
+  mutable Combine combine_;
+};
+
+// A reduction into `result` (OpenMP's reduction clause): each worker's partial, of the result's
+// shape, starts at `identity`; the kernel gets it as its last argument and folds its elements in:
+// kernel(worker_id, index, values..., pasha::Array<T> partial), or (..., T& partial) for a scalar
+// result. After the map, result = op(...op(op(result, partial_a), partial_b)..., partial_z) element by
+// element, over the workers that got work, in worker order.
+template <class T, class Op, class Kernel, bool kScalar>
+class WithReduction final : public detail::KernelHelper<Kernel> {
+  using Partial = std::conditional_t<kScalar, T&, Array<T>>;
+  using Result = std::conditional_t<kScalar, T*, Array<T>>;
+
+ public:
+  WithReduction(Context& context, Result result, T identity, Op op, Kernel kernel)
+      : detail::KernelHelper<Kernel>("pasha::with_reduction", &context, std::move(kernel)),
+        result_(std::move(result)),
+        partials_(context, result_shape(), result_order()),
+        identity_(std::move(identity)),
+        op_(std::move(op)) {}
+
+  template <class... Values>
+    requires std::invocable<Kernel&, int, std::size_t, Values..., Partial>
+  void operator()(int worker_id, std::size_t index, Values&&... values) const {
+    if constexpr (kScalar) {
+      this->kernel_(worker_id, index, std::forward<Values>(values)..., *partials_.of(worker_id).data());
+    } else {
+      this->kernel_(worker_id, index, std::forward<Values>(values)..., partials_.of(worker_id));
+    }
+  }
+  void pre_map(Context& context) override {
+    detail::KernelHelper<Kernel>::pre_map(context);
+    partials_.forget_workers();
+  }
+  void pre_worker(Context&, int worker_id) override {
+    const Array<T>& partial = partials_.of(worker_id);
+    std::fill(partial.begin(), partial.end(), identity_);
+    partials_.mark(worker_id);
+  }
+  void pasha_after_map(Context& context) const {
+    detail::KernelHelper<Kernel>::pasha_after_map(context);
+    for (int w = 0; w < partials_.num_workers(); ++w) {
+      if (!partials_.took_part(w)) continue;
+      if constexpr (kScalar) {
+        *result_ = static_cast<T>(op_(*result_, *partials_.of(w).data()));
+      } else {
+        detail::combine_into(result_, partials_.of(w), op_);
+      }
+    }
+  }
+
+ private:
+  Shape result_shape() const {
+    if constexpr (kScalar) {
+      return Shape{};
+    } else {
+      return Shape(result_.shape());
+    }
+  }
+  Order result_order() const {
+    if constexpr (kScalar) {
+      return Order::C;
+    } else {
+      return result_.order();
+    }
+  }
+
+  Result result_;
+  detail::PerWorkerArrays<T> partials_;
+  T identity_;
+  mutable Op op_;
+};
+
+template <class Init, class Kernel>
+WithInit<std::decay_t<Init>, std::decay_t<Kernel>> with_init(Init&& init, Kernel&& kernel) {
+  static_assert(std::invocable<std::decay_t<Init>&, int>, "pasha::with_init: init must be callable as init(int worker_id)");
+  return {std::forward<Init>(init), std::forward<Kernel>(kernel)};
+}
+
+template <class Kernel, class Finalize>
+WithFinalize<std::decay_t<Kernel>, std::decay_t<Finalize>> with_finalize(Kernel&& kernel, Finalize&& finalize) {
+  static_assert(std::invocable<std::decay_t<Finalize>&, int>,
+                "pasha::with_finalize: finalize must be callable as finalize(int worker_id)");
+  return {std::forward<Kernel>(kernel), std::forward<Finalize>(finalize)};
+}
+
+template <class T, class Combine, class Kernel>
+WithLocalCopies<T, std::decay_t<Combine>, std::decay_t<Kernel>> with_local_copies(Context& context, Array<T> array,
+                                                                                 Combine&& combine, Kernel&& kernel) {
+  static_assert(std::is_convertible_v<std::invoke_result_t<std::decay_t<Combine>&, T, T>, T>,
+                "pasha::with_local_copies: combine(T, T) must give a T");
+  return {context, std::move(array), std::forward<Combine>(combine), std::forward<Kernel>(kernel)};
+}
+
+template <class T, class Op, class Kernel>
+WithReduction<T, std::decay_t<Op>, std::decay_t<Kernel>, false> with_reduction(Context& context, Array<T> result,
+                                                                              std::type_identity_t<T> identity, Op&& op,
+                                                                              Kernel&& kernel) {
+  static_assert(std::is_convertible_v<std::invoke_result_t<std::decay_t<Op>&, T, T>, T>,
+                "pasha::with_reduction: op(T, T) must give a T");
+  return {context, std::move(result), std::move(identity), std::forward<Op>(op), std::forward<Kernel>(kernel)};
+}
+
+// A reduction into a scalar of the caller's (a local variable will do: the caller combines).
+template <class T, class Op, class Kernel>
+  requires std::is_trivially_copyable_v<T>
+WithReduction<T, std::decay_t<Op>, std::decay_t<Kernel>, true> with_reduction(Context& context, T& result,
+                                                                             std::type_identity_t<T> identity, Op&& op,
+                                                                             Kernel&& kernel) {
+  static_assert(std::is_convertible_v<std::invoke_result_t<std::decay_t<Op>&, T, T>, T>,
+                "pasha::with_reduction: op(T, T) must give a T");
+  return {context, &result, std::move(identity), std::forward<Op>(op), std::forward<Kernel>(kernel)};
+}
+
+}  // namespace pasha
+
+#endif  // PASHA_HELPERS_H_

@@ -1,0 +1,51 @@
+// The progress report's text (pasha/detail/progress.h); that maps report is the conformance suite's.
+#include "pasha/detail/progress.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+
+namespace pasha::detail {
+namespace {
+
+TEST(ProgressReport, ALineGivesThePercentageCountRateAndTimeLeft) {
+  EXPECT_EQ(ProgressReport::line(250, 1000, 2.0, false), "pasha:  25%  250/1000  125/s  0:06 left");
+  EXPECT_EQ(ProgressReport::line(1000, 1000, 4.0, false), "pasha: 100%  1000/1000  250/s  0:04 elapsed");
+  EXPECT_EQ(ProgressReport::line(500, 1000, 1.0, true),
+            "pasha: [############............]  50%  500/1000  500/s  0:01 left");
+  EXPECT_EQ(ProgressReport::line(0, 0, 0.4, false), "pasha: 100%  0/0  0/s  0:00 elapsed");
+  EXPECT_EQ(ProgressReport::line(120000, SIZE_MAX, 3661.0, false), "pasha: 120000 done  33/s  1:01:01 elapsed");
+  EXPECT_EQ(ProgressReport::line(3'000'000, 6'000'000, 1.0, false), "pasha:  50%  3000000/6000000  3.0M/s  0:01 left");
+}
+
+TEST(ProgressReport, WritesALineEveryIntervalAndALastOneAtTheEnd) {
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  std::atomic<std::size_t> done{0};
+  {
+    ProgressReport report(done, 10, std::chrono::milliseconds(10), pipe_fds[1], false);
+    for (int i = 0; i < 10; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      done.fetch_add(1);
+    }
+    report.finish(true);
+  }
+  ::close(pipe_fds[1]);
+  std::string text;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<std::size_t>(n));
+  ::close(pipe_fds[0]);
+  std::size_t lines = 0;
+  for (char c : text) lines += c == '\n';
+  EXPECT_GE(lines, 2u) << text;  // at least one periodic line (50 ms at 10 ms intervals) and the last
+  EXPECT_NE(text.find("100%  10/10"), std::string::npos) << text;
+  EXPECT_EQ(text.find("failed"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace pasha::detail
