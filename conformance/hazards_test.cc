@@ -349,6 +349,39 @@ TYPED_TEST(ForkSafeMutexes, AForkWaitsForTheHolderAndTheChildCanTakeItTwice) {
   std::lock_guard lock(mutex);  // the parent's copy is free again too
 }
 
+// --- Helpers in maps nested across contexts ----------------------------------------------------------
+
+// A map nested in a kernel passes the outer worker's id, which may exceed the inner context's count.
+TEST(HelpersNestedAcrossContexts, AHelperOfASmallContextWorksInsideTheKernelsOfABiggerOne) {
+  for (const auto& make_outer : pasha_contexts()) {
+    const std::shared_ptr<Context> outer = make_outer();
+    if (outer->num_workers() < 3) continue;
+    SCOPED_TRACE(outer->name() + " " + std::to_string(outer->num_workers()));
+    SerialContext inner;
+    auto totals = outer->alloc<double>(8, {.fill = -1});
+    const std::vector<double> small{1, 2, 3, 4};
+    outer->map(
+        [&](int, std::size_t i, int) {
+          double total = 0;
+          inner.map(with_reduction(inner, total, 0.0, std::plus<>(), [](int, std::size_t, double x, double& p) { p += x; }),
+                    small);
+          totals[i] = total;
+        },
+        std::views::iota(0, 8));
+    for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(totals[i], 10.0) << i;
+  }
+}
+
+TEST(HelpersNestedAcrossContexts, MoveOnlyKernelsNestInHelpers) {
+  ThreadContext context(2);
+  auto seen = context.alloc<int>(10, {.fill = 0});
+  auto owned = std::make_unique<int>(1);
+  context.map(with_init([](int) {}, with_finalize([owned = std::move(owned), &seen](int, std::size_t i, int) { seen[i] = *owned; },
+                                                  [](int) {})),
+              std::views::iota(0, 10));
+  EXPECT_EQ(std::accumulate(seen.begin(), seen.end(), 0), 10);
+}
+
 // --- Hooks on failure paths, worker processes --------------------------------------------------
 
 // post_worker sleeps, then marks that it ran to its end.

@@ -250,6 +250,15 @@ TEST_P(ContextConformance, BadAxisNamesAreInvalidArgumentNamingThem) {
   EXPECT_THROW((void)context().alloc<float>({2, 3}, {.axes = {"x", "x"}}), std::invalid_argument);
   EXPECT_THROW((void)context().alloc<float>({2}, {.per_worker = true, .axes = {"worker"}}), std::invalid_argument);
   EXPECT_THROW((void)along(context().alloc<float>({2, 3}), "train"), std::invalid_argument);
+  EXPECT_THROW((void)context().alloc<float>({2, 3}).named({"", "pulse"}).axis(""), std::invalid_argument);
+}
+
+TEST_P(ContextConformance, AllocLikeOfAPerWorkerArrayPerWorkerDropsTheNamesRatherThanRepeatWorker) {
+  auto partial = context().alloc<double>({3}, {.per_worker = true, .axes = {"bin"}});
+  EXPECT_THAT(NamesOf(partial), ElementsAre("worker", "bin"));
+  auto again = context().alloc_like(partial, {.per_worker = true});
+  EXPECT_EQ(again.ndim(), 3u);
+  EXPECT_FALSE(again.has_axis_names());
 }
 
 // --- alloc_like of anything array-like ----------------------------------------------------------
@@ -270,6 +279,9 @@ TEST_P(ContextConformance, AllocLikeTakesVectorsSpansStdArraysAndAPointerWithASh
   auto from_pointer = context().alloc_like(raw + 0, {3, 4}, {.order = Order::F});
   EXPECT_THAT(ShapeOf(from_pointer), ElementsAre(3, 4));
   EXPECT_TRUE(from_pointer.f_contiguous());
+
+  auto one_d_from_pointer = context().alloc_like(raw + 0, {12});
+  EXPECT_THAT(ShapeOf(one_d_from_pointer), ElementsAre(12));
 
   const std::vector<std::size_t> shape_at_run_time{2, 5};
   auto reshaped = context().alloc_like(vector, {.shape = shape_at_run_time});
@@ -327,6 +339,27 @@ TEST_P(ContextConformance, ProgressReportsCountEveryElementOnStderr) {
   EXPECT_THAT(last, HasSubstr("100%  " + std::to_string(total) + "/" + std::to_string(total))) << text;
   EXPECT_THAT(last, HasSubstr("/s")) << text;
   EXPECT_EQ(text.find("failed"), std::string::npos) << text;
+}
+
+// Not indexed, and lets exceptions pass: its elements are counted one by one.
+struct TenSharesOfTen {
+  static constexpr bool pasha_exceptions_pass_through = true;
+  std::vector<int> split(int) const { return {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}; }
+  template <class Visit>
+  void iterate(int share, Visit&& visit) const {
+    for (int i = 0; i < 10; ++i) visit(static_cast<std::size_t>(10 * share + i));
+  }
+};
+
+TEST_P(ContextConformance, ProgressCountsTheElementsOfFunctorsThatAreNotIndexed) {
+  const Context::ProgressScope scope = context().progress_scope();
+  if (context().num_callers() > 1) return;  // the shares of a non-indexed functor are not split by rank
+  CapturedStderr captured;
+  context().map([](int, std::size_t) {}, TenSharesOfTen{}, {.progress = true});
+  const std::string text = captured.text();
+  if (scope.report_here) {
+    EXPECT_THAT(text, HasSubstr("pasha: 100 done")) << text;
+  }
 }
 
 TEST_P(ContextConformance, ProgressIsOffByDefaultAndAFailedMapEndsItsReportAsFailed) {

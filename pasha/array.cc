@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -108,11 +109,12 @@ Layout per_worker_layout(const Shape& shape, std::size_t element_size, Order ord
 
 namespace {
 
-// Every distinct axis name and list of names ever used, never freed (an Array may outlive anything).
+// Every distinct axis name and list of names ever used, never freed (an Array may outlive anything);
+// lists by their names joined with '\0'.
 struct AxisNameTable {
   ForkSafeMutex mutex;
   std::set<std::string, std::less<>> names;
-  std::vector<const AxisNameList*> lists;
+  std::map<std::string, const AxisNameList*, std::less<>> lists;
 };
 
 AxisNameTable& axis_name_table() {
@@ -145,16 +147,26 @@ const AxisNameList* intern_axis_names(const std::vector<std::string_view>& names
       }
     }
   }
+  std::string key;
+  for (std::string_view name : names) (key += name) += '\0';
   AxisNameTable& table = axis_name_table();
   std::lock_guard lock(table.mutex);
-  for (const AxisNameList* list : table.lists) {
-    if (list->ndim == names.size() && std::equal(names.begin(), names.end(), list->names.begin())) return list;
-  }
+  if (const auto found = table.lists.find(key); found != table.lists.end()) return found->second;
   auto* list = new AxisNameList;
   list->ndim = names.size();
   for (std::size_t a = 0; a < names.size(); ++a) list->names[a] = *table.names.emplace(names[a]).first;
-  table.lists.push_back(list);
+  table.lists.emplace(std::move(key), list);
   return list;
+}
+
+const AxisNameList kNoAxisNames{};
+
+AxisNames inherited_axis_names(const AxisNames& prototype, std::size_t ndim, bool per_worker) {
+  if (prototype.size() != ndim) return {};
+  if (per_worker && std::find(prototype.names().begin(), prototype.names().end(), "worker") != prototype.names().end()) {
+    return {};
+  }
+  return prototype;
 }
 
 const AxisNameList* intern_axis_names(const AxisNames& names) {
@@ -185,6 +197,7 @@ AxisNames allocated_axis_names(const AxisNames& names, std::size_t ndim, bool pe
 }
 
 void throw_no_such_axis(const AxisNameList* list, std::string_view name) {
+  if (name.empty()) throw std::invalid_argument("pasha: an axis name cannot be empty (\"\" marks an unnamed axis)");
   if (list == nullptr) {
     throw std::invalid_argument("pasha: no axis named \"" + std::string(name) + "\": the array's axes have no names");
   }

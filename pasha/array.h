@@ -162,16 +162,24 @@ const AxisNameList* axis_names_for(const AxisNames& names, std::size_t ndim, con
 // The names alloc gives an array of `ndim` axes named `names` (checked): with "worker" for the worker
 // axis of a per-worker array (first for C order, last for F).
 AxisNames allocated_axis_names(const AxisNames& names, std::size_t ndim, bool per_worker, Order order);
+// The names alloc_like keeps from its prototype's: all of them while the number of axes stays, unless
+// a new worker axis would repeat a "worker" the prototype has (a per-worker prototype): then none.
+AxisNames inherited_axis_names(const AxisNames& prototype, std::size_t ndim, bool per_worker);
+
+// What without_axis holds for a list whose names would all be gone ("" only): nullptr means "not
+// asked yet".
+extern const AxisNameList kNoAxisNames;
 
 inline const AxisNameList* axis_names_without(const AxisNameList* list, std::size_t axis) {
   if (list == nullptr) return nullptr;
-  if (const AxisNameList* known = list->without_axis[axis].load(std::memory_order_acquire)) return known;
+  if (const AxisNameList* known = list->without_axis[axis].load(std::memory_order_acquire)) {
+    return known == &kNoAxisNames ? nullptr : known;
+  }
   std::vector<std::string_view> rest(list->names.begin(), list->names.begin() + list->ndim);
   rest.erase(rest.begin() + static_cast<std::ptrdiff_t>(axis));
   const AxisNameList* found = intern_axis_names(rest);
-  // Interning gives the same list for the same names, so racing threads store the same pointer. A
-  // list whose names are all gone is nullptr, which the cache cannot tell from "not asked yet".
-  if (found != nullptr) list->without_axis[axis].store(found, std::memory_order_release);
+  // Interning gives the same list for the same names, so racing threads store the same pointer.
+  list->without_axis[axis].store(found == nullptr ? &kNoAxisNames : found, std::memory_order_release);
   return found;
 }
 
@@ -229,7 +237,7 @@ class Array {
   // The axis called `name`. Throws std::invalid_argument naming it and the array's axes when there
   // is none.
   std::size_t axis(std::string_view name) const {
-    if (names_ != nullptr) {
+    if (names_ != nullptr && !name.empty()) {
       for (std::size_t a = 0; a < names_->ndim; ++a) {
         if (names_->names[a] == name) return a;
       }

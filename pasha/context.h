@@ -102,6 +102,7 @@ class Context {
   // std::vector, std::span or std::array (1-d). Same shape, order, axis names and element type
   // unless the options (or U) say otherwise; the prototype's contents are not copied.
   template <class U = void, class Prototype>
+    requires(!std::is_pointer_v<Prototype>)
   auto alloc_like(const Prototype& prototype,
                   const AllocLikeOptions<detail::alloc_like_t<U, detail::like_element_t<Prototype>>>& options = {}) {
     static_assert(detail::ArrayLike<Prototype>::value,
@@ -111,9 +112,15 @@ class Context {
     using T = detail::alloc_like_t<U, typename Like::element_type>;
     const Shape shape = options.shape.has_value() ? *options.shape : Like::shape(prototype);
     AxisNames axes = options.axes;
-    if (axes.empty() && Like::axes(prototype).size() == shape.ndim()) axes = Like::axes(prototype);
+    if (axes.empty()) axes = detail::inherited_axis_names(Like::axes(prototype), shape.ndim(), options.per_worker);
     return alloc<T>(shape, {.order = options.order.value_or(Like::order(prototype)), .fill = options.fill,
                             .per_worker = options.per_worker, .axes = std::move(axes)});
+  }
+
+  // A pointer alone says nothing of a shape.
+  template <class U = void, class T>
+  void alloc_like(const T* /*prototype*/) {
+    static_assert(sizeof(T) == 0, "pasha::alloc_like: a pointer needs a shape: alloc_like(data, shape)");
   }
 
   // A new array like the `shape`d array at `prototype` (a pointer and a shape, C order unless the

@@ -70,9 +70,10 @@ class KernelHelper : public MapHook {
 
   void pre_map(Context& context) override {
     if (context_ != nullptr && &context != context_) {
-      throw std::invalid_argument(std::string(name_) + ": made for another context (" + context_->name() +
-                                  ", " + std::to_string(context_->num_workers()) + " workers) than this map's (" +
-                                  context.name() + ")");
+      throw std::invalid_argument(std::string(name_) + ": made for another context object (a " + context_->name() +
+                                  " context of " + std::to_string(context_->num_workers()) +
+                                  " workers) than the one this map runs on (a " + context.name() + " context of " +
+                                  std::to_string(context.num_workers()) + " workers); make it with that one");
     }
     if (context_ != nullptr && context.num_callers() > 1) {
       throw std::invalid_argument(std::string(name_) + ": not available with a context driven by " +
@@ -88,8 +89,12 @@ class KernelHelper : public MapHook {
  protected:
   KernelHelper(const char* name, Context* context, Kernel kernel)
       : name_(name), context_(context), kernel_(std::move(kernel)) {}
-  // Copies (a kernel object stored, then passed) start outside any map.
-  KernelHelper(const KernelHelper& other) : MapHook(other), name_(other.name_), context_(other.context_), kernel_(other.kernel_) {}
+  // Copies and moves (a kernel object stored, then passed, or nested in another helper) start outside
+  // any map.
+  KernelHelper(const KernelHelper& other)
+      : MapHook(other), name_(other.name_), context_(other.context_), kernel_(other.kernel_) {}
+  KernelHelper(KernelHelper&& other) noexcept(std::is_nothrow_move_constructible_v<Kernel>)
+      : MapHook(other), name_(other.name_), context_(other.context_), kernel_(std::move(other.kernel_)) {}
   KernelHelper& operator=(const KernelHelper&) = delete;
 
   const char* name_;
@@ -112,15 +117,20 @@ class PerWorkerArrays {
     }
   }
 
-  const Array<T>& of(int worker_id) const noexcept { return views_[static_cast<std::size_t>(worker_id)]; }
+  // A worker's slot. A map nested in a kernel of another context passes the outer worker's id, which
+  // may exceed this context's count: it takes slot id % count, which is free, because a helper serves
+  // one map at a time and a nested map runs on its calling worker alone.
+  const Array<T>& of(int worker_id) const noexcept { return views_[slot(worker_id)]; }
   void forget_workers() const {
     for (std::size_t w = 0; w < views_.size(); ++w) took_part_[w] = 0;
   }
-  void mark(int worker_id) const { took_part_[static_cast<std::size_t>(worker_id)] = 1; }
+  void mark(int worker_id) const { took_part_[slot(worker_id)] = 1; }
   bool took_part(int worker_id) const { return took_part_[static_cast<std::size_t>(worker_id)] != 0; }
   int num_workers() const noexcept { return static_cast<int>(views_.size()); }
 
  private:
+  std::size_t slot(int worker_id) const noexcept { return static_cast<std::size_t>(worker_id) % views_.size(); }
+
   Array<T> storage_;
   Array<int> took_part_;
   std::vector<Array<T>> views_;

@@ -103,7 +103,8 @@ struct ArrayLike<Array<T>> : std::true_type {
 };
 template <class R>
   requires(std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
-           std::is_trivially_copyable_v<std::ranges::range_value_t<R>>)
+           std::is_trivially_copyable_v<std::ranges::range_value_t<R>> &&
+           !std::is_array_v<std::ranges::range_value_t<R>>)
 struct ArrayLike<R> : std::true_type {
   using element_type = std::ranges::range_value_t<R>;
   static Shape shape(const R& r) { return Shape(static_cast<std::size_t>(std::ranges::size(r))); }

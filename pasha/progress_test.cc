@@ -2,6 +2,7 @@
 #include "pasha/detail/progress.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -45,6 +46,36 @@ TEST(ProgressReport, WritesALineEveryIntervalAndALastOneAtTheEnd) {
   EXPECT_GE(lines, 2u) << text;  // at least one periodic line (50 ms at 10 ms intervals) and the last
   EXPECT_NE(text.find("100%  10/10"), std::string::npos) << text;
   EXPECT_EQ(text.find("failed"), std::string::npos) << text;
+}
+
+TEST(ProgressReport, AFullPipeNobodyReadsDoesNotStallTheMapAndAClosedOneDoesNotKillIt) {
+  int full[2];
+  ASSERT_EQ(::pipe(full), 0);
+  ASSERT_EQ(::fcntl(full[1], F_SETFL, O_NONBLOCK), 0);
+  while (::write(full[1], "xxxxxxxxxxxxxxxx", 16) > 0) {
+  }
+  ASSERT_EQ(::fcntl(full[1], F_SETFL, 0), 0);  // blocking again, as stderr would be
+  std::atomic<std::size_t> done{5};
+  const auto start = std::chrono::steady_clock::now();
+  {
+    ProgressReport report(done, 10, std::chrono::milliseconds(1), full[1], false);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    report.finish(true);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10)) << "the report waited for a reader";
+  ::close(full[0]);
+  ::close(full[1]);
+
+  int closed[2];
+  ASSERT_EQ(::pipe(closed), 0);
+  ::close(closed[0]);  // a write now raises SIGPIPE, which would end the process
+  {
+    ProgressReport report(done, 10, std::chrono::milliseconds(1), closed[1], true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    report.finish(false);
+  }
+  ::close(closed[1]);
+  SUCCEED() << "still alive";
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -223,6 +224,21 @@ struct MpiContextName {
 };
 
 INSTANTIATE_TEST_SUITE_P(LocalContexts, MpiMaps, ::testing::ValuesIn(MpiContexts()), MpiContextName{});
+
+// Run only by rank_death_test.sh (PASHA_TEST_KILL_RANK set): that rank kills itself mid-map, while
+// the others are in the map's collectives; the job must end, not hang.
+TEST(MpiFaults, ARankKilledMidMapEndsTheJob) {
+  const char* victim = std::getenv("PASHA_TEST_KILL_RANK");
+  ASSERT_NE(victim, nullptr) << "run by rank_death_test.sh only (the other targets filter it out)";
+  MpiContext context(std::make_shared<ProcessContext>(2));
+  auto out = context.alloc<int>(1000, {.fill = 0});
+  const bool i_die = WorldRank() == std::atoi(victim);
+  context.map([&](int, std::size_t i, int) {
+    out[i] = 1;
+    if (i_die && i % 100 == 50) ::kill(getppid(), SIGKILL);  // the rank itself, from its worker process
+  }, std::views::iota(0, 1000));
+  ADD_FAILURE() << "the map returned on rank " << WorldRank();
+}
 
 TEST(MpiContextSetUp, ANullLocalContextIsAnInvalidArgument) {
   EXPECT_THROW(MpiContext(std::shared_ptr<Context>()), std::invalid_argument);

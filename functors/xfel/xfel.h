@@ -149,17 +149,43 @@ class ResolvedKey {
   std::unique_ptr<PerFile[]> files_;  // by run file index
 };
 
-// A buffer of the calling thread's (in a worker process, of the worker's), reused from call to call.
-template <class T>
-T* worker_buffer(std::size_t elements) {
-  thread_local std::unique_ptr<T[]> buffer;
-  thread_local std::size_t capacity = 0;
-  if (elements > capacity) {
-    buffer.reset(new T[elements]);
-    capacity = elements;
+// The buffer one iterate call reads rows into: the calling thread's (in a worker process, the
+// worker's), reused from call to call, one per nesting level, so that a map started from inside a
+// kernel never overwrites the rows the outer kernel is looking at.
+class RowsBuffer {
+ public:
+  RowsBuffer() noexcept : level_(depth()++) {}
+  ~RowsBuffer() { --depth(); }
+  RowsBuffer(const RowsBuffer&) = delete;
+  RowsBuffer& operator=(const RowsBuffer&) = delete;
+
+  template <class T>
+  T* get(std::size_t elements) {
+    static_assert(alignof(T) <= alignof(std::max_align_t));
+    return static_cast<T*>(bytes(elements * sizeof(T)));
   }
-  return buffer.get();
-}
+
+ private:
+  struct Buffer {
+    std::unique_ptr<std::max_align_t[]> memory;
+    std::size_t bytes = 0;
+  };
+  static std::size_t& depth() noexcept {
+    thread_local std::size_t depth = 0;
+    return depth;
+  }
+  void* bytes(std::size_t n) {
+    thread_local std::vector<Buffer> buffers;
+    if (buffers.size() <= level_) buffers.resize(level_ + 1);
+    Buffer& buffer = buffers[level_];
+    if (n > buffer.bytes) {
+      buffer.memory.reset(new std::max_align_t[(n + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t)]);
+      buffer.bytes = n;
+    }
+    return buffer.memory.get();
+  }
+  std::size_t level_;
+};
 
 // A contiguous heap array of `shape` for one train's rows or a bulk read.
 template <class T>
@@ -399,11 +425,12 @@ class KeyData {
   void iterate(const IndexRange& share, Visit&& visit) const {
     const std::size_t row_elements = resolved_->row_elements();
     detail::FileWindow window;  // large rows are mapped, not copied; unmapped on the way out
+    detail::RowsBuffer buffer;  // the others are read into this
     for (std::size_t i = share.begin; i < share.end; ++i) {
       const detail::Location& loc = location(i);
       T* rows = static_cast<T*>(resolved_->map(loc, kType, window));
       if (rows == nullptr) {
-        rows = detail::worker_buffer<T>(static_cast<std::size_t>(loc.count) * row_elements);
+        rows = buffer.get<T>(static_cast<std::size_t>(loc.count) * row_elements);
         if (loc.count > 0) resolved_->read(loc, kType, rows);
       }
       visit(i, collection_.train_ids_[i],

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -204,6 +205,25 @@ TEST_P(XfelInEveryContext, RowsMappedFromTheFileGiveTheSameValuesAndKernelsMayWr
         kd);
   }
   for (std::size_t i = 0; i < kd.size(); ++i) EXPECT_EQ(sums[i], 2 * camera_sum(kd.train_ids()[i]));
+}
+
+TEST_P(XfelInEveryContext, AMapInsideAKernelLeavesTheOuterKernelsRowsAlone) {
+  for (const std::uint64_t map_from : {std::uint64_t{1}, std::numeric_limits<std::uint64_t>::max()}) {
+    SCOPED_TRACE("rows mapped from " + std::to_string(map_from) + " bytes");
+    const testing::ScopedMapThreshold mapped(map_from);
+    const DataCollection dc = RunDirectory(run().dir);
+    const auto camera = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+    const auto detector = dc.key_data<std::uint16_t>(mock::kDetector, "image.data").select_trains(by_index(0, 3));
+    auto sums = ctx().alloc<std::uint64_t>(camera.size(), {.fill = 0});
+    ctx().map(
+        [&](int, std::size_t index, std::uint64_t, Array<std::uint16_t> rows) {
+          const std::uint64_t before = std::accumulate(rows.begin(), rows.end(), std::uint64_t{0});
+          ctx().map([](int, std::size_t, std::uint64_t, Array<std::uint16_t>) {}, detector);  // nested: inline
+          sums[index] = std::accumulate(rows.begin(), rows.end(), std::uint64_t{0}) == before ? before : 0;
+        },
+        camera);
+    for (std::size_t i = 0; i < camera.size(); ++i) EXPECT_EQ(sums[i], camera_sum(camera.train_ids()[i])) << i;
+  }
 }
 
 TEST_P(XfelInEveryContext, HandlesOpenedByTheCallerBeforeTheMapStayUsableOnBothSides) {

@@ -5,7 +5,11 @@
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -418,6 +422,37 @@ std::string mapping_path_of(const void* address) {
     return path == std::string::npos ? "" : line.substr(path);
   }
   return "";
+}
+
+TEST(XfelFileWindow, MappingsLargerThanTheArenaAndThoseAfterThemStayWithinTheReservedRange) {
+  // A sparse file a little over 66 MiB, with a marker every MiB.
+  const std::string path = testing::fresh_dir("window") + "/big";
+  const std::uint64_t size = (std::uint64_t{66} << 20) + 5000;
+  {
+    std::ofstream out(path, std::ios::binary);
+    for (std::uint64_t mib = 0; mib < 66; ++mib) {
+      out.seekp(static_cast<std::streamoff>(mib << 20));
+      out.write(reinterpret_cast<const char*>(&mib), sizeof mib);
+    }
+    out.seekp(static_cast<std::streamoff>(size - 1));
+    out.put('\0');
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  detail::FileWindow window;
+  const auto marker_at = [&](std::uint64_t mib, std::uint64_t bytes) {
+    const void* p = window.map(fd, path, mib << 20, bytes, "markers");
+    EXPECT_TRUE(p != nullptr && window.holds(p, bytes)) << "MiB " << mib << ", " << bytes << " bytes";
+    std::uint64_t value = ~std::uint64_t{0};
+    if (p != nullptr) std::memcpy(&value, p, sizeof value);
+    return value;
+  };
+  // Up to the end of the file: longer than the arena, and not a whole number of 2 MiB pieces.
+  EXPECT_EQ(marker_at(1, size - (std::uint64_t{1} << 20)), 1u);
+  for (std::uint64_t mib : {3u, 9u, 10u, 40u, 65u, 2u}) EXPECT_EQ(marker_at(mib, 8), mib);
+  EXPECT_EQ(marker_at(0, std::uint64_t{30} << 20), 0u);
+  for (std::uint64_t mib : {33u, 64u}) EXPECT_EQ(marker_at(mib, 8), mib);
+  ::close(fd);
 }
 
 TEST(XfelStorage, AKernelWritingIntoMappedRowsChangesNeitherTheFileNorLaterReads) {

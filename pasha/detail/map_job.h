@@ -135,13 +135,35 @@ struct GuardedKernelVisitor {
   }
 };
 
+// The visitor for functors that let exceptions pass, when a map reports progress and the functor
+// is not indexed (its elements cannot be counted per chunk): counts each element.
+template <class Kernel>
+struct CountingKernelVisitor {
+  static constexpr bool kKernelIsGeneric = KernelVisitor<Kernel>::kKernelIsGeneric;
+  KernelVisitor<Kernel> visit;
+  std::atomic<std::size_t>* progress;
+
+  template <class... Values>
+    requires std::invocable<Kernel&, int, std::size_t, Values...>
+  bool operator()(std::size_t index, Values&&... values) const {
+    visit(index, std::forward<Values>(values)...);
+    progress->fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+};
+
 // Walks `share` of `functor` with `visit`, the way the functor allows: straight for functors that let
-// exceptions pass, guarded otherwise.
+// exceptions pass, guarded otherwise. `progress`, if not null, counts each element (indexed functors
+// pass null and count per chunk).
 template <class F, class Kernel>
 void iterate_share(F& functor, const share_t<F>& share, const KernelVisitor<Kernel>& visit,
                    const std::atomic<bool>& cancelled, std::atomic<std::size_t>* progress) {
   if constexpr (kPassesExceptions<F>) {
-    functor.iterate(share, visit);
+    if (progress != nullptr) {
+      functor.iterate(share, CountingKernelVisitor<Kernel>{visit, progress});
+    } else {
+      functor.iterate(share, visit);
+    }
   } else {
     std::exception_ptr error;
     functor.iterate(share, GuardedKernelVisitor<Kernel>{visit, cancelled, progress, error});

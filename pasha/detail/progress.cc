@@ -1,6 +1,10 @@
 #include "pasha/detail/progress.h"
 
+#include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <cerrno>
@@ -56,38 +60,41 @@ void ProgressReport::finish(bool succeeded) {
     std::lock_guard lock(mutex_);
     if (finished_) return;
     finished_ = true;
+    succeeded_ = succeeded;
     stop_ = true;
   }
   wake_.notify_all();
   thread_.join();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  const std::size_t done = done_.load(std::memory_order_relaxed);
-  std::string last = line(done, total_, seconds, terminal_);
-  if (!succeeded) last += "  (failed)";
-  write_line(last);
 }
 
 void ProgressReport::run() {
+  // Writes happen here only, with SIGPIPE blocked: a report to a closed pipe must not end the process.
+  sigset_t pipe_signal;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+  const auto seconds = [this] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); };
   std::unique_lock lock(mutex_);
   while (!wake_.wait_for(lock, every_, [this] { return stop_; })) {
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const std::string text = line(done_.load(std::memory_order_relaxed), total_, seconds, terminal_);
-    if (terminal_) {
-      const std::string redraw = "\r" + text + "\033[K";
-      (void)!::write(fd_, redraw.data(), redraw.size());
-    } else {
-      write_line(text);
-    }
+    const std::string text = line(done_.load(std::memory_order_relaxed), total_, seconds(), terminal_);
+    write_text(terminal_ ? "\r" + text + "\033[K" : text + "\n");
   }
+  std::string last = line(done_.load(std::memory_order_relaxed), total_, seconds(), terminal_);
+  if (!succeeded_) last += "  (failed)";
+  write_text(terminal_ ? "\r" + last + "\033[K\n" : last + "\n");
+  // A SIGPIPE raised by these writes stays pending on this thread, and goes with it.
 }
 
-void ProgressReport::write_line(const std::string& text) const {
-  const std::string out = (terminal_ ? "\r" : "") + text + (terminal_ ? "\033[K\n" : "\n");
+void ProgressReport::write_text(const std::string& text) const {
+  // Never waits for a reader: a line that stderr cannot take now (a full pipe nobody reads) is dropped,
+  // and so is the rest of one that it took in part. A report is not worth stalling a map for.
   std::size_t written = 0;
-  while (written < out.size()) {
-    const ssize_t n = ::write(fd_, out.data() + written, out.size() - written);
+  while (written < text.size()) {
+    pollfd ready{.fd = fd_, .events = POLLOUT, .revents = 0};
+    if (::poll(&ready, 1, 0) != 1 || (ready.revents & POLLOUT) == 0) return;
+    const ssize_t n = ::write(fd_, text.data() + written, text.size() - written);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // stderr closed or full: the report is not worth failing a map for
+    if (n <= 0) return;
     written += static_cast<std::size_t>(n);
   }
 }

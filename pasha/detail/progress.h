@@ -3,7 +3,8 @@
 // A thread of the caller's that reads the map's counter of finished elements and writes to stderr
 // (with write(2), never through stdio, so that it takes no lock a forked worker could inherit): on a
 // terminal a bar redrawn five times a second, otherwise a line every `every`; and a last line when
-// the report ends.
+// the report ends. It never blocks a map: what stderr cannot take at once (a full pipe) is dropped,
+// and a closed pipe raises no SIGPIPE.
 #ifndef PASHA_DETAIL_PROGRESS_H_
 #define PASHA_DETAIL_PROGRESS_H_
 
@@ -28,7 +29,7 @@ class ProgressReport {
   ProgressReport(const ProgressReport&) = delete;
   ProgressReport& operator=(const ProgressReport&) = delete;
 
-  // Stops the thread and writes the last line.
+  // Has the thread write the last line, and waits for it.
   void finish(bool succeeded);
 
   // The text of one report: "pasha: [#####.....]  50%  500/1000  1.2k/s  0:05 left" (the bar on a
@@ -37,7 +38,7 @@ class ProgressReport {
 
  private:
   void run();
-  void write_line(const std::string& text) const;
+  void write_text(const std::string& text) const;
 
   const std::atomic<std::size_t>& done_;
   const std::size_t total_;
@@ -49,6 +50,7 @@ class ProgressReport {
   std::condition_variable wake_;
   bool stop_ = false;
   bool finished_ = false;
+  bool succeeded_ = false;
   std::thread thread_;
 };
 

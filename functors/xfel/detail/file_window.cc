@@ -47,6 +47,7 @@ void* FileWindow::map(int fd, const std::string& file_name, std::uint64_t offset
 }
 
 bool FileWindow::make_room(std::size_t length) {
+  // used_ never exceeds arena_bytes_: both are multiples of kLarge, and so is every mapping's share.
   if (arena_ != nullptr && length <= arena_bytes_ - used_) return true;
   if (arena_ != nullptr && length <= arena_bytes_) {
     // Full: clear every mapping at once (one TLB flush) by reserving the arena afresh.
@@ -55,7 +56,7 @@ bool FileWindow::make_room(std::size_t length) {
     return true;
   }
   release();
-  const std::size_t wanted = std::max<std::size_t>(kArenaBytes, length);
+  const std::size_t wanted = std::max<std::size_t>(kArenaBytes, (length + kLarge - 1) & ~(kLarge - 1));
   void* reservation = ::mmap(nullptr, wanted + kLarge, PROT_NONE, kReserve, -1, 0);
   if (reservation == MAP_FAILED) return false;
   reservation_ = reservation;

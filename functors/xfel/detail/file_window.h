@@ -8,12 +8,13 @@
 // this way takes 0.73x the time of pread and the same sum, 0.78x at 1 MiB, 0.91x at 512 KiB; a
 // mapping at a mere page boundary takes 1.3x. Hence min_bytes(), 1 MiB by default.
 //
-// Successive mappings go side by side into one reserved range (kArenaBytes, or one mapping's size if
-// larger), which is cleared in one go when full and unmapped on destruction: clearing a mapping makes
-// every CPU running the process's threads flush its TLB, and an interrupt per train costs a
-// thread context ~15% of its time on a virtual machine. A window's earlier rows therefore stay
-// mapped (and a kernel's writes to them kept) until the arena is cleared; they are never given out
-// again.
+// Successive mappings go side by side into one reserved range (kArenaBytes, or one mapping's size
+// rounded up to 2 MiB if larger), which is cleared in one go when full and unmapped on destruction:
+// clearing a mapping makes every CPU running the process's threads flush its TLB, and an interrupt
+// per train costs a thread context ~15% of its time on a virtual machine. KeyData uses one window for
+// each run of trains a worker is given at once (a chunk between two cancellation checks: 1/64 of its
+// share), so the flushes come per chunk, not per train. A window's earlier rows stay mapped (and a
+// kernel's writes to them kept) until the arena is cleared; they are never given out again.
 //
 // Files must not shrink while a map reads them: the size is checked before each mapping (a shorter
 // file is a FormatError), but a file truncated while its pages are in use ends the reading process
@@ -44,6 +45,12 @@ class FileWindow {
   // when the system refuses the mapping (the caller reads them instead). FormatError naming the file
   // and `what` when the file no longer holds them.
   void* map(int fd, const std::string& file_name, std::uint64_t offset, std::uint64_t bytes, const std::string& what);
+
+  // Whether [p, p + bytes) lies within the window's reserved range (for tests).
+  bool holds(const void* p, std::size_t bytes) const noexcept {
+    const auto* c = static_cast<const char*>(p);
+    return arena_ != nullptr && c >= arena_ && bytes <= arena_bytes_ && c - arena_ <= static_cast<std::ptrdiff_t>(arena_bytes_ - bytes);
+  }
 
  private:
   // Makes room for `length` bytes at a 2 MiB boundary; false when the system refuses.
