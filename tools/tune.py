@@ -330,7 +330,9 @@ def main():
         sys.exit(f"no map_bench results in {json_path}")
     print(f"\nmachine: {context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz, "
           f"{context.get('date', '')}; results in {json_path}\n")
-    workers = max((w for times in results.values() for (impl, w) in times if impl in PEERS), default=2)
+    # The worker count the peers ran with on the tuning workloads (the fork-scaling part runs many more).
+    workers = max((w for (workload, n), times in results.items() if workload in TUNING_WORKLOADS
+                   for (impl, w) in times if impl in PEERS), default=2)
     print_tuning_table(results)
     print_payoff(results)
     print_tracked_ratios(tracked_ratios(results, workers))
