@@ -1,8 +1,8 @@
 // The README's example of a map across nodes: every rank runs this program (SPMD).
 //
-//   tools/bazel build //contexts/mpi:example
-//   mpirun -np 4 .bazel/bin/contexts/mpi/example             # one machine
-//   srun -N 2 --ntasks-per-node=2 .bazel/bin/contexts/mpi/example   # a Slurm cluster
+//   tools/bazel build //tools/examples:mpi_map
+//   mpirun -np 4 .bazel/bin/tools/examples/mpi_map                   # one machine
+//   srun -N 2 --ntasks-per-node=2 .bazel/bin/tools/examples/mpi_map  # a Slurm cluster
 //
 // It checks its own result on every rank, and exits non-zero if anything is wrong.
 #include <mpi.h>
