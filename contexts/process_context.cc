@@ -139,6 +139,13 @@ void close_quietly(int& fd) noexcept {
   fd = -1;
 }
 
+// Reads everything pending from a non-blocking eventfd.
+void drain_eventfd(int fd) noexcept {
+  std::uint64_t count = 0;
+  while (read(fd, &count, sizeof(count)) > 0) {
+  }
+}
+
 // Reaps `child` if it has ended (or, with `block`, once it has). Returns the wait status, or nullopt
 // while it runs; sets `collected_elsewhere` when someone else reaped it (SIGCHLD ignored, a foreign
 // waitpid(-1)).
@@ -456,12 +463,16 @@ class Supervisor {
   // Takes worker w (pid `pid`, a child of ours that cannot have exited yet: it waits for our go) under
   // watch and lets it go.
   void adopt(int w, pid_t pid) {
-    Child& child = children_[static_cast<std::size_t>(w)];
+    watch(children_[static_cast<std::size_t>(w)], pid);
+    record(w).go.store(kGo, std::memory_order_release);
+    futex_wake_all(record(w).go, FutexScope::shared);
+  }
+
+  // Takes child `pid` under watch (a pidfd, when the kernel gives one).
+  static void watch(Child& child, pid_t pid) noexcept {
     child.process.pid = pid;
     child.process.pidfd = open_pidfd(pid);
     child.adopted = true;
-    record(w).go.store(kGo, std::memory_order_release);
-    futex_wake_all(record(w).go, FutexScope::shared);
   }
 
   // Adopts the workers that other workers started and announced.
@@ -473,11 +484,7 @@ class Supervisor {
     }
   }
 
-  void drain_events() noexcept {
-    std::uint64_t count = 0;
-    while (read(launch_.events.fd, &count, sizeof(count)) > 0) {
-    }
-  }
+  void drain_events() noexcept { drain_eventfd(launch_.events.fd); }
 
   // Brings every child's state up to date; returns how many have not finished.
   int update() {
@@ -635,11 +642,7 @@ class Supervisor {
       for (int w = 0; w < num_workers_; ++w) {
         Child& child = children_[static_cast<std::size_t>(w)];
         const pid_t pid = record(w).pid.load(std::memory_order_acquire);
-        if (!child.adopted && pid > 0) {
-          child.process.pid = pid;
-          child.process.pidfd = open_pidfd(pid);
-          child.adopted = true;
-        }
+        if (!child.adopted && pid > 0) watch(child, pid);
         if (child.adopted && !child.reaped && !child.killed_by_pasha) kill_child(child);
       }
       bool waiting = false;
@@ -650,13 +653,7 @@ class Supervisor {
         if (!child.adopted && record(w).state.load() == kRunning && starter_running) waiting = true;
       }
       for (Child& child : children_) {
-        if (child.adopted && !child.reaped) {
-          bool elsewhere = false;
-          if (reap(child.process, false, elsewhere)) {
-            child.reaped = true;
-            close_quietly(child.process.pidfd);
-          }
-        }
+        if (child.adopted && !child.reaped) check_exit(child);
       }
       if (!waiting || Clock::now() >= deadline) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -727,9 +724,7 @@ void ProcessContext::launch(backend::Job& job) {
   block.exits_released.store(0, std::memory_order_relaxed);
   const std::uint32_t generation = block.generation.fetch_add(1, std::memory_order_acq_rel) + 1;
   for (int w = 0; w < num_active; ++w) block.record(w).reset();
-  std::uint64_t stale = 0;
-  while (read(events_, &stale, sizeof(stale)) > 0) {
-  }
+  drain_eventfd(events_);
 
   struct stat identity {};
   fstat(events_, &identity);

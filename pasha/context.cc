@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <exception>
 #include <new>
 #include <span>
 #include <stdexcept>
@@ -36,18 +35,6 @@ class MapHooks {
   const std::vector<std::shared_ptr<MapHook>>& context_hooks_;
   std::span<MapHook* const> map_hooks_;
 };
-
-// Calls post of every hook in [0, started), last first, keeping the first error in `error`.
-template <class Post>
-void unwind_hooks(const MapHooks& hooks, std::size_t started, std::exception_ptr& error, Post&& post) noexcept {
-  while (started-- > 0) {
-    try {
-      post(hooks[started]);
-    } catch (...) {
-      if (!error) error = std::current_exception();
-    }
-  }
-}
 
 }  // namespace
 
@@ -92,20 +79,16 @@ void Context::run_job(detail::MapJobBase& job, const MapOptions& options) {
   adopt_if_forked();
   std::lock_guard lock(map_mutex_);
   const MapHooks hooks(hooks_, job);
-  std::size_t started = 0;
-  std::exception_ptr error;
-  try {
-    for (; started < hooks.size(); ++started) hooks[started].pre_map(*this);
-    if (options.progress) {
-      run_with_progress(job, options);
-    } else {
-      launch(job);
-    }
-  } catch (...) {
-    error = std::current_exception();
-  }
-  unwind_hooks(hooks, started, error, [&](MapHook& hook) { hook.post_map(*this); });
-  if (error) std::rethrow_exception(error);
+  detail::run_between(
+      hooks.size(), [&](std::size_t i) { hooks[i].pre_map(*this); },
+      [&] {
+        if (options.progress) {
+          run_with_progress(job, options);
+        } else {
+          launch(job);
+        }
+      },
+      [&](std::size_t i) { hooks[i].post_map(*this); });
 }
 
 void Context::run_with_progress(detail::MapJobBase& job, const MapOptions& options) {
@@ -132,16 +115,9 @@ namespace backend {
 void run_worker(Context& context, Job& job, int worker_id, WorkerControl& control) {
   const detail::WorkerIdScope scope(worker_id);
   const MapHooks hooks(context.hooks_, job);
-  std::size_t started = 0;
-  std::exception_ptr error;
-  try {
-    for (; started < hooks.size(); ++started) hooks[started].pre_worker(context, worker_id);
-    job.run(worker_id, control);
-  } catch (...) {
-    error = std::current_exception();
-  }
-  unwind_hooks(hooks, started, error, [&](MapHook& hook) { hook.post_worker(context, worker_id); });
-  if (error) std::rethrow_exception(error);
+  detail::run_between(
+      hooks.size(), [&](std::size_t i) { hooks[i].pre_worker(context, worker_id); },
+      [&] { job.run(worker_id, control); }, [&](std::size_t i) { hooks[i].post_worker(context, worker_id); });
 }
 
 void launch(Context& context, Job& job) {

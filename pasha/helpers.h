@@ -129,7 +129,11 @@ class PerWorkerArrays {
   int num_workers() const noexcept { return static_cast<int>(views_.size()); }
 
  private:
-  std::size_t slot(int worker_id) const noexcept { return static_cast<std::size_t>(worker_id) % views_.size(); }
+  // Called for every element: no division unless the id is out of range.
+  std::size_t slot(int worker_id) const noexcept {
+    const auto id = static_cast<std::size_t>(worker_id);
+    return id < views_.size() ? id : id % views_.size();
+  }
 
   Array<T> storage_;
   Array<int> took_part_;

@@ -32,13 +32,10 @@ struct WorkerControl {
   // The next unclaimed position: of elements (Schedule::dynamic) or of shares (when a functor returns
   // more shares than there are workers).
   std::atomic<std::size_t> next_position{0};
-  // Elements whose kernel call has returned, counted when the map reports progress (MapOptions).
-  std::atomic<std::size_t> elements_done{0};
 
   void reset() noexcept {
     cancelled.store(false, std::memory_order_relaxed);
     next_position.store(0, std::memory_order_relaxed);
-    elements_done.store(0, std::memory_order_relaxed);
   }
 };
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<std::size_t>::is_always_lock_free);

@@ -187,15 +187,20 @@ struct Outcome {
   backend::ErrorRecord record;   // its cause, as all ranks will see it
 };
 
-// Records the cause nested in `error` (or `error` itself) into `record`.
+// Throws the cause nested in `error` when it is a WorkerError, or `error` itself.
+[[noreturn]] void rethrow_cause(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const WorkerError& e) {
+    std::rethrow_if_nested(e);
+    throw;
+  }
+}
+
+// Records the cause of `error` (rethrow_cause) into `record`.
 void record_cause(const std::exception_ptr& error, backend::ErrorRecord& record) {
   try {
-    try {
-      std::rethrow_exception(error);
-    } catch (const WorkerError& e) {
-      std::rethrow_if_nested(e);
-      throw;
-    }
+    rethrow_cause(error);
   } catch (const RemoteError& cause) {
     record.record(cause.type_name(), cause.what());
   } catch (...) {
@@ -263,6 +268,16 @@ std::shared_ptr<State> make_state(std::shared_ptr<Context> local, MPI_Comm commu
   state->num_nodes = static_cast<int>(state->first_worker_of_node.size());
   state->total_workers = static_cast<int>(std::min<long>(total, static_cast<long>(kMaxWorkers) + 1));
   return state;
+}
+
+// The active workers [first, first + count) of a map of `active` workers that fall among the
+// `workers` workers numbered from `first_worker` (one rank's, or one node's).
+struct Part {
+  int first;
+  int count;
+};
+Part part_of_map(int first_worker, int workers, int active) {
+  return {std::min(first_worker, active), std::clamp(active - first_worker, 0, workers)};
 }
 
 // MPI_Allgatherv, in place, of blocks of `unit`-byte items among the node leaders: as 8-byte items
@@ -389,8 +404,7 @@ void MpiContext::launch(backend::Job& job) {
   state.agree(Collective::map, indexed ? static_cast<std::int64_t>(job.num_elements()) : -1, job.num_active_workers(),
               "collection size", "number of active workers");
   const int active = job.num_active_workers();
-  const int first = std::min(state.first_worker(), active);
-  const int count = std::clamp(active - state.first_worker(), 0, state.local_workers());
+  const auto [first, count] = part_of_map(state.first_worker(), state.local_workers(), active);
   job.restrict_to_part(first, count);
 
   Outcome outcome;
@@ -420,12 +434,7 @@ void MpiContext::launch(backend::Job& job) {
       const std::string message =
           "pasha: worker " + std::to_string(lowest) + " failed: " + std::string(outcome.record.message_text());
       try {
-        try {
-          std::rethrow_exception(outcome.local);
-        } catch (const WorkerError& e) {
-          std::rethrow_if_nested(e);
-          throw;
-        }
+        rethrow_cause(outcome.local);
       } catch (...) {
         throw WorkerError(lowest, message);  // nests the original cause
       }
@@ -463,9 +472,8 @@ void MpiContext::gather(const backend::Job& job) {
       }
       unit = ndim == 1 ? layout.element_size : unit_bytes(layout, 0);
       for (std::size_t n = 0; n < counts.size(); ++n) {
-        const int node_first = std::min(state.first_worker_of_node[n], active);
-        const int node_count = std::clamp(active - state.first_worker_of_node[n], 0, state.workers_of_node[n]);
-        const std::optional<IndexRange> rows = job.indices_of_part(node_first, node_count);
+        const Part node = part_of_map(state.first_worker_of_node[n], state.workers_of_node[n], active);
+        const std::optional<IndexRange> rows = job.indices_of_part(node.first, node.count);
         if (!rows) {
           throw std::logic_error("pasha::MpiContext: the array of shape " + layout.shape.to_string() +
                                  " is index-aligned, but the functor's shares on node " + std::to_string(n) +

@@ -20,6 +20,13 @@ namespace pasha::xfel {
 namespace detail {
 namespace {
 
+// The file's record of the key, which ResolvedKey::PerFile keeps type-erased (RunFile is not in the
+// public header).
+template <class PerFile>
+const RunFile::Key& key_in(const PerFile& per_file) {
+  return *static_cast<const RunFile::Key*>(per_file.key);
+}
+
 bool glob_match(const std::string& pattern, const std::string& text) {
   return ::fnmatch(pattern.c_str(), text.c_str(), 0) == 0;
 }
@@ -75,7 +82,7 @@ void ResolvedKey::check_location(const Location& loc) const {
   if (per_file.key == nullptr) {
     fail(file.path(), "", "key " + key_ + " of source " + source_ + " is not in this file, but the index gives it rows");
   }
-  const auto& key = *static_cast<const RunFile::Key*>(per_file.key);
+  const auto& key = key_in(per_file);
   const auto& entry = info_->entry_shape;
   if (key.dims.size() != entry.size() + 1 || !std::equal(entry.begin(), entry.end(), key.dims.begin() + 1)) {
     fail(file.path(), key.dataset, "entry shape differs from the other files of " + source_ + " " + key_);
@@ -93,7 +100,7 @@ const ResolvedKey::PerType& ResolvedKey::prepared(std::int32_t file, ElementType
   const PerFile& per_file = files_[static_cast<std::size_t>(file)];
   PerType& per_type = const_cast<PerType&>(per_file.types[static_cast<std::size_t>(type)]);
   if (per_type.state.load(std::memory_order_acquire) != kUnknown) return per_type;
-  const auto raw = per_file.file->prepare(*static_cast<const RunFile::Key*>(per_file.key), type);
+  const auto raw = per_file.file->prepare(key_in(per_file), type);
   if (raw) per_type.offset = raw->offset;
   per_type.state.store(raw ? kRaw : kThroughHdf5, std::memory_order_release);
   return per_type;
@@ -129,7 +136,7 @@ void ResolvedKey::read(const Location& loc, ElementType type, void* out) const {
   if (loc.count == 0) return;
   const PerType& per_type = prepared(loc.file, type);
   const PerFile& per_file = files_[static_cast<std::size_t>(loc.file)];
-  const auto& key = *static_cast<const RunFile::Key*>(per_file.key);
+  const auto& key = key_in(per_file);
   if (per_type.state.load(std::memory_order_acquire) == kRaw) {
     const std::uint64_t row_bytes = row_elements_ * element_size(type);
     per_file.file->pread_bytes(per_type.offset + loc.first * row_bytes, loc.count * row_bytes, out, key.dataset);
@@ -144,7 +151,7 @@ void* ResolvedKey::map(const Location& loc, ElementType type, FileWindow& window
   const PerType& per_type = prepared(loc.file, type);
   if (per_type.state.load(std::memory_order_acquire) != kRaw) return nullptr;
   const PerFile& per_file = files_[static_cast<std::size_t>(loc.file)];
-  const auto& key = *static_cast<const RunFile::Key*>(per_file.key);
+  const auto& key = key_in(per_file);
   return per_file.file->map(window, per_type.offset + loc.first * row_elements_ * element_size(type), bytes,
                     key.dataset);
 }

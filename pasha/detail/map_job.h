@@ -338,33 +338,41 @@ class MapJob final : public MapJobBase {
   std::size_t position_end_ = SIZE_MAX;
 };
 
-// Calls `body` between the pre_map/pre_worker and post_worker/post_map calls of `hooks`, for one
-// worker, with the unwinding rules of pasha/hooks.h. For a nested map's own hooks.
-template <class Body>
-void run_between_hooks(const MapHookList& hooks, Context& context, int worker_id, Body&& body);
-
-template <class Body>
-void run_between_hooks(const MapHookList& hooks, Context& context, int worker_id, Body&& body) {
+// The unwinding rule of pasha/hooks.h, once for every pair of hook calls: calls pre(i) for hooks
+// i = 0, 1, ... of `count`, then `body`, then post(i) for every hook whose pre returned, last first,
+// whatever failed. Rethrows the first failure; a later one is dropped.
+template <class Pre, class Body, class Post>
+void run_between(std::size_t count, Pre&& pre, Body&& body, Post&& post) {
   std::exception_ptr error;
-  std::size_t maps_started = 0;
-  std::size_t workers_started = 0;
+  std::size_t started = 0;
   try {
-    for (; maps_started < hooks.size(); ++maps_started) hooks[maps_started]->pre_map(context);
-    for (; workers_started < hooks.size(); ++workers_started) hooks[workers_started]->pre_worker(context, worker_id);
+    for (; started < count; ++started) pre(started);
     body();
   } catch (...) {
     error = std::current_exception();
   }
-  const auto keep_first = [&](auto&& post) {
+  while (started-- > 0) {
     try {
-      post();
+      post(started);
     } catch (...) {
       if (!error) error = std::current_exception();
     }
-  };
-  while (workers_started-- > 0) keep_first([&] { hooks[workers_started]->post_worker(context, worker_id); });
-  while (maps_started-- > 0) keep_first([&] { hooks[maps_started]->post_map(context); });
+  }
   if (error) std::rethrow_exception(error);
+}
+
+// Calls `body` between the pre_map/pre_worker and post_worker/post_map calls of `hooks`, for one
+// worker. For a nested map's own hooks.
+template <class Body>
+void run_between_hooks(const MapHookList& hooks, Context& context, int worker_id, Body&& body) {
+  run_between(
+      hooks.size(), [&](std::size_t i) { hooks[i]->pre_map(context); },
+      [&] {
+        run_between(
+            hooks.size(), [&](std::size_t i) { hooks[i]->pre_worker(context, worker_id); }, body,
+            [&](std::size_t i) { hooks[i]->post_worker(context, worker_id); });
+      },
+      [&](std::size_t i) { hooks[i]->post_map(context); });
 }
 
 // Runs a map started from inside a kernel: inline, on the calling worker (whose id the kernel gets),
