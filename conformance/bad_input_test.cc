@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <memory>
 #include <new>
 #include <ranges>
@@ -77,6 +78,12 @@ TEST(BadInput, AlongWithAnAxisOutOfRangeNamesTheAxis) {
   auto cube = context.alloc<float>({2, 3, 4});
   EXPECT_THAT(InvalidArgumentMessage([&] { along(cube, 3); }), HasSubstr("axis 3"));
   EXPECT_THAT(InvalidArgumentMessage([&] { along(cube, -4); }), HasSubstr("axis -4"));
+  // Unsigned axes, as computed from ndim(), are checked as they are, not cut to an int.
+  EXPECT_THAT(InvalidArgumentMessage([&] { along(cube, SIZE_MAX); }), HasSubstr("axis 18446744073709551615"));
+  EXPECT_THAT(InvalidArgumentMessage([&] { along(cube, std::size_t{1} << 32); }), HasSubstr("axis 4294967296"));
+  EXPECT_THAT(InvalidArgumentMessage([&] { along(cube, cube.ndim() - 4); }), HasSubstr("out of range"));
+  EXPECT_EQ(along(cube, cube.ndim() - 1).axis(), 2u);
+  EXPECT_EQ(along(cube, std::int64_t{-3}).axis(), 0u);
   auto scalar = context.alloc<float>({});
   EXPECT_THROW(context.map([](int, std::size_t, float) {}, scalar), std::invalid_argument);
 }

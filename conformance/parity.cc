@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -169,6 +170,55 @@ TEST_P(ContextConformance, HelpersNestAndEachRunsItsPart) {
   EXPECT_EQ(total, 5050);
   EXPECT_EQ(std::accumulate(started.begin(), started.end(), 0), std::min(context().num_workers(), 100));
   EXPECT_EQ(std::accumulate(stopped.begin(), stopped.end(), 0), std::min(context().num_workers(), 100));
+}
+
+TEST_P(ContextConformance, NestedHelpersSetUpOuterFirstAndTearDownInnerFirst) {
+  const int n = context().num_workers();
+  // opened[w]: 1 once worker w's open returned; closed_unopened[w]: close ran where open had not.
+  auto opened = context().alloc<int>({}, {.fill = 0, .per_worker = true});
+  auto closed_unopened = context().alloc<int>({}, {.fill = 0, .per_worker = true});
+  auto closed = context().alloc<int>({}, {.fill = 0, .per_worker = true});
+  const auto open = [&](int w) {
+    if (w == 0) throw std::runtime_error("cannot open");
+    opened[static_cast<std::size_t>(w)] = 1;
+  };
+  const auto close = [&](int w) {
+    if (opened[static_cast<std::size_t>(w)] == 0) closed_unopened[static_cast<std::size_t>(w)] = 1;
+    closed[static_cast<std::size_t>(w)] = 1;
+  };
+  EXPECT_THROW(context().map(with_init(open, with_finalize([](int, std::size_t, int) {}, close)),
+                             std::views::iota(0, 10 * n)),
+               WorkerError);
+  EXPECT_EQ(closed[0], 0) << "close ran for the worker whose open threw";
+  for (int w = 0; w < n; ++w) EXPECT_EQ(closed_unopened[static_cast<std::size_t>(w)], 0) << "worker " << w;
+}
+
+TEST_P(ContextConformance, AHelperSharedByMapsNestedInSeveralWorkersAtOnceIsALogicError) {
+  if (!OneCaller(context()) || context().num_workers() < 2) return;  // needs two workers at once
+  const int n = context().num_workers();
+  auto arrived = context().alloc<int>({}, {.fill = 0});
+  auto counts = context().alloc<long>({1}, {.fill = 0});
+  const auto shared = with_local_copies(context(), counts, std::plus<>(), [](int, std::size_t, int, Array<long> mine) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the others start their maps meanwhile
+    mine[0] += 1;
+  });
+  try {
+    context().map(
+        [&](int, std::size_t, int) {
+          // Every worker is here before any starts its nested map (or 5 s pass).
+          std::atomic_ref<int>(*arrived.data()).fetch_add(1);
+          const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+          while (std::atomic_ref<int>(*arrived.data()).load() < n && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::yield();
+          }
+          context().map(shared, std::views::iota(0, 1));
+        },
+        std::views::iota(0, n));
+    ADD_FAILURE() << "no exception: the helper's partials were shared by " << n << " maps at once (counts[0] = "
+                  << counts[0] << ")";
+  } catch (const WorkerError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("pasha::with_local_copies: already in a map"));
+  }
 }
 
 TEST_P(ContextConformance, AHelperIsForTheContextItWasMadeForAndForOneMapAtATime) {

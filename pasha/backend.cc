@@ -25,11 +25,7 @@ std::string describe(const std::exception_ptr& error) {
 // The demangled type name of the exception being handled.
 std::string current_exception_type_name() {
   const std::type_info* type = abi::__cxa_current_exception_type();
-  if (type == nullptr) return "unknown";
-  int status = 0;
-  const std::unique_ptr<char, void (*)(void*)> demangled(abi::__cxa_demangle(type->name(), nullptr, nullptr, &status),
-                                                         std::free);
-  return status == 0 && demangled ? demangled.get() : type->name();
+  return type == nullptr ? "unknown" : pasha::detail::readable_type_name(*type);
 }
 
 std::string failure_message(int worker_id, std::string_view what) {

@@ -5,6 +5,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 
 namespace pasha {
 
@@ -47,6 +48,11 @@ class AllocationError : public std::bad_alloc {
  private:
   std::runtime_error message_;  // a string that copies without throwing
 };
+
+namespace detail {
+// `type`'s name as written in C++ ("std::vector<int>"), for error messages.
+std::string readable_type_name(const std::type_info& type);
+}  // namespace detail
 
 }  // namespace pasha
 

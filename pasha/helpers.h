@@ -23,10 +23,14 @@
 // when the map fails (like a destructor). Copies and partials are set up in their worker the same
 // way, and combined by the caller once the map has succeeded, in worker order over the workers that
 // got work; if the map fails, the array or result is left as it was. They nest (with_init around
-// with_reduction around ...), up to 8 deep. A helper made for one context works only with maps of
-// that context, and with one map at a time (a second map started while one runs throws
-// std::logic_error); make one per map, or reuse it for maps one after the other. In a map started
-// from inside a kernel (which runs inline on that worker) they run too, as for a one-worker map.
+// with_reduction around ...), up to 8 deep, like scopes: an outer helper's setup runs before an inner
+// one's and its teardown after, so with_init(open, with_finalize(kernel, close)) never closes what a
+// failed open did not open. A helper made for one context works only with maps of that context, and
+// with one map at a time (a second map started while one runs, from another thread or from another
+// worker's kernel, worker processes included, throws std::logic_error); make one per map, or reuse it
+// for maps one after the other. Copies of a helper share its state, and so count as the same helper.
+// In a map started from inside a kernel (which runs inline on that worker) they run too, as for a
+// one-worker map.
 //
 // Helpers that combine (with_local_copies, with_reduction) need one caller: with an MpiContext of
 // several ranks they throw std::invalid_argument (use a per-worker array from alloc and combine it
@@ -59,10 +63,11 @@ class KernelHelper : public MapHook {
   static constexpr bool pasha_kernel_is_generic = kIsGenericKernel<Kernel>;
 
   // Const, so that a helper stored in a const variable still brings its hooks: what a map changes
-  // in it is mutable.
+  // in it is mutable. This helper's hook comes before those of the kernels it wraps (outer scopes
+  // first).
   void pasha_add_map_hooks(MapHookList& hooks) const {
-    if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_add_map_hooks(hooks);
     hooks.add(const_cast<KernelHelper*>(this));
+    if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_add_map_hooks(hooks);
   }
   void pasha_after_map(Context& context) const {
     if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_after_map(context);
@@ -80,27 +85,47 @@ class KernelHelper : public MapHook {
                                   std::to_string(context.num_callers()) + " callers (" + context.name() +
                                   "): each would combine the same partials");
     }
-    if (in_map_.exchange(true)) {
+    if (std::atomic_ref<int>(in_map()).exchange(1) != 0) {
       throw std::logic_error(std::string(name_) + ": already in a map; make one helper per map that runs at once");
     }
   }
-  void post_map(Context&) override { in_map_ = false; }
+  void post_map(Context&) override { std::atomic_ref<int>(in_map()).store(0); }
 
  protected:
+  // A helper with arrays of `context` keeps its in-a-map flag in that context's memory, where the
+  // worker processes of a map nested in a kernel see it too; copies share it, as they share the
+  // arrays.
   KernelHelper(const char* name, Context* context, Kernel kernel)
-      : name_(name), context_(context), kernel_(std::move(kernel)) {}
-  // Copies and moves (a kernel object stored, then passed, or nested in another helper) start outside
-  // any map.
+      : name_(name),
+        context_(context),
+        kernel_(std::move(kernel)),
+        shared_in_map_(context != nullptr ? context->alloc<int>({}, {.fill = 0}) : Array<int>()) {}
   KernelHelper(const KernelHelper& other)
-      : MapHook(other), name_(other.name_), context_(other.context_), kernel_(other.kernel_) {}
+      : MapHook(other),
+        name_(other.name_),
+        context_(other.context_),
+        kernel_(other.kernel_),
+        shared_in_map_(other.shared_in_map_) {}
   KernelHelper(KernelHelper&& other) noexcept(std::is_nothrow_move_constructible_v<Kernel>)
-      : MapHook(other), name_(other.name_), context_(other.context_), kernel_(std::move(other.kernel_)) {}
+      : MapHook(other),
+        name_(other.name_),
+        context_(other.context_),
+        kernel_(std::move(other.kernel_)),
+        shared_in_map_(other.shared_in_map_) {}
   KernelHelper& operator=(const KernelHelper&) = delete;
 
   const char* name_;
   Context* context_;  // the context whose arrays the helper uses; nullptr when it uses none
+
   mutable Kernel kernel_;
-  mutable std::atomic<bool> in_map_{false};  // caller-side: between pre_map and post_map
+
+ private:
+  // 1 between pre_map and post_map. Helpers without arrays (with_init, with_finalize) share nothing
+  // between maps, and keep the flag in the object (a copy starts outside any map).
+  int& in_map() const noexcept { return shared_in_map_.data() != nullptr ? *shared_in_map_.data() : local_in_map_; }
+
+  Array<int> shared_in_map_;
+  alignas(std::atomic_ref<int>::required_alignment) mutable int local_in_map_ = 0;
 };
 
 // Per-worker storage of `shape` for a helper, with one view per worker made up front (so that a

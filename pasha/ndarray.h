@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 #include "pasha/array.h"
 #include "pasha/functor.h"
@@ -95,16 +96,19 @@ class NdarrayFunctor {
   std::size_t axis_;
 };
 
-// Maps along `axis` of `array`; negative axes count from the end, as in numpy.
-// Throws std::invalid_argument when the axis is out of range.
-template <class T>
-NdarrayFunctor<T> along(const Array<T>& array, int axis) {
-  const int ndim = static_cast<int>(array.ndim());
-  if (axis < -ndim || axis >= ndim) {
+// Maps along `axis` of `array` (any integer type: an int, or a std::size_t computed from ndim());
+// negative axes count from the end, as in numpy. Throws std::invalid_argument naming the axis when it
+// is out of range.
+template <class T, std::integral Axis>
+  requires(!std::same_as<Axis, bool>)
+NdarrayFunctor<T> along(const Array<T>& array, Axis axis) {
+  const auto ndim = static_cast<long long>(array.ndim());
+  if (std::cmp_less(axis, -ndim) || std::cmp_greater_equal(axis, ndim)) {
     throw std::invalid_argument("pasha::along: axis " + std::to_string(axis) + " is out of range for a " +
                                 std::to_string(ndim) + "-d array");
   }
-  return NdarrayFunctor<T>(array, static_cast<std::size_t>(axis < 0 ? axis + ndim : axis));
+  const auto resolved = std::cmp_less(axis, 0) ? static_cast<long long>(axis) + ndim : static_cast<long long>(axis);
+  return NdarrayFunctor<T>(array, static_cast<std::size_t>(resolved));
 }
 
 // Maps along the axis called `name` (Array::named, the `.axes` option of alloc). Throws

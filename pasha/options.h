@@ -80,7 +80,8 @@ struct MapOptions {
   // live bar when stderr is a terminal, otherwise a line every `progress_every`, and a last line when
   // the map ends. Elements are counted as the chunks that cancellation checks between (pasha/detail/
   // map_job.h) finish, in memory every worker reaches, so the count is right in every context. Off by
-  // default, and then it costs nothing.
+  // default, and then it costs nothing. `progress_every` is taken between 1 ms and a year (so
+  // milliseconds::max() means "the last line only").
   bool progress = false;
   std::chrono::milliseconds progress_every{5000};
 };

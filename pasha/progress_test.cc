@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -13,6 +14,13 @@
 
 namespace pasha::detail {
 namespace {
+
+std::string read_all(int fd) {
+  std::string text;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<std::size_t>(n));
+  return text;
+}
 
 TEST(ProgressReport, ALineGivesThePercentageCountRateAndTimeLeft) {
   EXPECT_EQ(ProgressReport::line(250, 1000, 2.0, false), "pasha:  25%  250/1000  125/s  0:06 left");
@@ -37,15 +45,30 @@ TEST(ProgressReport, WritesALineEveryIntervalAndALastOneAtTheEnd) {
     report.finish(true);
   }
   ::close(pipe_fds[1]);
-  std::string text;
-  char buffer[4096];
-  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<std::size_t>(n));
+  const std::string text = read_all(pipe_fds[0]);
   ::close(pipe_fds[0]);
   std::size_t lines = 0;
   for (char c : text) lines += c == '\n';
   EXPECT_GE(lines, 2u) << text;  // at least one periodic line (50 ms at 10 ms intervals) and the last
   EXPECT_NE(text.find("100%  10/10"), std::string::npos) << text;
   EXPECT_EQ(text.find("failed"), std::string::npos) << text;
+}
+
+TEST(ProgressReport, TheLongestIntervalMeansTheLastLineOnly) {
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  std::atomic<std::size_t> done{0};
+  {
+    ProgressReport report(done, 10, std::chrono::milliseconds::max(), pipe_fds[1], false);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    done = 10;
+    report.finish(true);
+  }
+  ::close(pipe_fds[1]);
+  const std::string text = read_all(pipe_fds[0]);
+  ::close(pipe_fds[0]);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;  // not a line per wake-up of an overflowed wait
+  EXPECT_NE(text.find("100%  10/10"), std::string::npos) << text;
 }
 
 TEST(ProgressReport, AFullPipeNobodyReadsDoesNotStallTheMapAndAClosedOneDoesNotKillIt) {

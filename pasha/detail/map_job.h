@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "pasha/errors.h"
 #include "pasha/functor.h"
 #include "pasha/hooks.h"
 #include "pasha/job.h"
@@ -84,8 +85,8 @@ class MapHookList {
   std::size_t size_ = 0;
 };
 
-// A kernel with hooks of its own: pasha_add_map_hooks lists them (the wrapped kernel's first), and
-// pasha_after_map runs in the caller once the map has succeeded.
+// A kernel with hooks of its own: pasha_add_map_hooks lists them (a wrapper's before those of the
+// kernel it wraps), and pasha_after_map runs in the caller once the map has succeeded.
 template <class K>
 concept KernelWithMapHooks = requires(K& kernel, MapHookList& list, Context& context) {
   kernel.pasha_add_map_hooks(list);
@@ -207,7 +208,7 @@ class MapJob final : public MapJobBase {
       } else {
         throw std::invalid_argument(std::string("pasha::map: Schedule::dynamic needs an indexed functor (shares of "
                                                 "pasha::IndexRange and a size()); ") +
-                                    typeid(F).name() + " is not one");
+                                    readable_type_name(typeid(F)) + " is not one");
       }
     }
     shares_ = split_shares(functor, num_workers);

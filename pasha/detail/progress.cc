@@ -41,13 +41,18 @@ std::string clock_time(double seconds) {
   return text;
 }
 
+// The interval between lines, clamped: a longer one would overflow the clock in wait_for, which then
+// returns at once.
+constexpr std::chrono::milliseconds kShortestInterval{1};
+constexpr std::chrono::milliseconds kLongestInterval = std::chrono::hours(24 * 365);
+
 }  // namespace
 
 ProgressReport::ProgressReport(const std::atomic<std::size_t>& done, std::size_t total,
                                std::chrono::milliseconds every, int fd, bool terminal)
     : done_(done),
       total_(total),
-      every_(terminal ? std::chrono::milliseconds(200) : std::max(every, std::chrono::milliseconds(1))),
+      every_(terminal ? std::chrono::milliseconds(200) : std::clamp(every, kShortestInterval, kLongestInterval)),
       fd_(fd),
       terminal_(terminal),
       start_(std::chrono::steady_clock::now()),
