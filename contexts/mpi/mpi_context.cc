@@ -1,8 +1,11 @@
 #include "contexts/mpi/mpi_context.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -111,8 +114,10 @@ struct MpiContext::State {
 
   // Checks that every rank is in the same pasha collective with the same arguments; throws
   // std::invalid_argument on every rank otherwise (one MPI_Allreduce).
+  // `second_text` describes this rank's `second` for the message, when the number itself says little
+  // (a fingerprint).
   void agree(Collective what, std::int64_t first, std::int64_t second, const char* first_name,
-             const char* second_name) {
+             const char* second_name, const std::string& second_text = {}) {
     const std::int64_t mine[] = {static_cast<std::int64_t>(what), sequence, first, second};
     std::int64_t both[8];
     for (int k = 0; k < 4; ++k) {
@@ -132,6 +137,11 @@ struct MpiContext::State {
                                   "): every rank must make the same allocations and maps in the same order");
     }
     for (int k : {2, 3}) {
+      if (lowest(k) != reduced[k] && k == 3 && !second_text.empty()) {
+        throw std::invalid_argument(std::string("pasha::MpiContext: the ranks disagree on the ") + second_name +
+                                    " of this " + collective_name(static_cast<std::int64_t>(what)) +
+                                    "; this rank's is " + second_text);
+      }
       if (lowest(k) != reduced[k]) {
         throw std::invalid_argument(std::string("pasha::MpiContext: the ranks disagree on the ") +
                                     (k == 2 ? first_name : second_name) + " of this " +
@@ -280,34 +290,108 @@ Part part_of_map(int first_worker, int workers, int active) {
   return {std::min(first_worker, active), std::clamp(active - first_worker, 0, workers)};
 }
 
-// MPI_Allgatherv, in place, of blocks of `unit`-byte items among the node leaders: as 8-byte items
-// (a basic type, the fastest path) when the sizes allow, else as a contiguous type of `unit` bytes.
-void gather_among_leaders(char* data, std::size_t unit, std::vector<int> counts, std::vector<int> displacements,
-                          MPI_Comm leaders) {
-  const auto fits = [&](std::size_t scale) {
-    for (std::size_t n = 0; n < counts.size(); ++n) {
-      const std::size_t end = (static_cast<std::size_t>(displacements[n]) + static_cast<std::size_t>(counts[n])) * scale;
-      if (end > static_cast<std::size_t>(INT_MAX)) return false;
-    }
-    return true;
-  };
+}  // namespace
+
+// One array's gather after a map: each node's items (rows or worker slots) at item displacements,
+// gathered in place among the node leaders.
+struct MpiContext::Gather {
+  char* data = nullptr;
+  std::vector<int> counts;         // by node, in items
+  std::vector<int> displacements;  // by node, in items
+  // Contiguous items of `item_bytes`; or, for the rows of an F-order array (strided_row_elements > 0),
+  // items of that many elements `element_size` bytes each, `element_stride` bytes apart, one item
+  // starting `element_size` bytes after the previous one.
+  std::size_t item_bytes = 0;
+  std::size_t strided_row_elements = 0;
+  std::size_t element_size = 0;
+  std::size_t element_stride = 0;
+};
+
+namespace {
+
+using Gather = MpiContext::Gather;
+
+// The MPI type of one item of `g`, committed; `derived` says whether to free it.
+MPI_Datatype item_type(Gather& g, bool& derived) {
+  derived = true;
   MPI_Datatype type = MPI_DATATYPE_NULL;
-  bool derived = false;
-  if (unit % 8 == 0 && fits(unit / 8)) {
-    for (std::size_t n = 0; n < counts.size(); ++n) {
-      counts[n] *= static_cast<int>(unit / 8);
-      displacements[n] *= static_cast<int>(unit / 8);
-    }
-    type = MPI_UINT64_T;  // opaque 8-byte items: no conversion between ranks of one machine type
+  if (g.strided_row_elements > 0) {
+    MPI_Datatype element = MPI_DATATYPE_NULL, row = MPI_DATATYPE_NULL;
+    check_mpi(MPI_Type_contiguous(static_cast<int>(g.element_size), MPI_BYTE, &element), "MPI_Type_contiguous");
+    check_mpi(MPI_Type_create_hvector(static_cast<int>(g.strided_row_elements), 1,
+                                      static_cast<MPI_Aint>(g.element_stride), element, &row),
+              "MPI_Type_create_hvector");
+    check_mpi(MPI_Type_create_resized(row, 0, static_cast<MPI_Aint>(g.element_size), &type), "MPI_Type_create_resized");
+    MPI_Type_free(&row);
+    MPI_Type_free(&element);
   } else {
-    check_mpi(MPI_Type_contiguous(static_cast<int>(unit), MPI_BYTE, &type), "MPI_Type_contiguous");
-    MPI_Type_commit(&type);
-    derived = true;
+    const auto fits = [&](std::size_t scale) {
+      for (std::size_t n = 0; n < g.counts.size(); ++n) {
+        const std::size_t end =
+            (static_cast<std::size_t>(g.displacements[n]) + static_cast<std::size_t>(g.counts[n])) * scale;
+        if (end > static_cast<std::size_t>(INT_MAX)) return false;
+      }
+      return true;
+    };
+    if (g.item_bytes % 8 == 0 && fits(g.item_bytes / 8)) {
+      const auto scale = static_cast<int>(g.item_bytes / 8);
+      for (std::size_t n = 0; n < g.counts.size(); ++n) {
+        g.counts[n] *= scale;
+        g.displacements[n] *= scale;
+      }
+      derived = false;
+      return MPI_UINT64_T;  // opaque 8-byte items: no conversion between ranks of one machine type
+    }
+    check_mpi(MPI_Type_contiguous(static_cast<int>(g.item_bytes), MPI_BYTE, &type), "MPI_Type_contiguous");
   }
-  const int code = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(), displacements.data(), type,
-                                  leaders);
+  MPI_Type_commit(&type);
+  return type;
+}
+
+// MPI_Allgatherv of `g`, in place, among the node leaders.
+void gather_among_leaders(Gather g, MPI_Comm leaders) {
+  bool derived = false;
+  MPI_Datatype type = item_type(g, derived);
+  const int code = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, g.data, g.counts.data(), g.displacements.data(),
+                                  type, leaders);
   if (derived) MPI_Type_free(&type);
   check_mpi(code, "MPI_Allgatherv");
+}
+
+// A number that differs, almost surely, between two different layouts (FNV-1a of its fields).
+std::int64_t fingerprint(const backend::ArrayLayout& layout) {
+  std::uint64_t hash = 14695981039346656037ull;
+  const auto mix = [&](std::uint64_t value) {
+    for (int byte = 0; byte < 8; ++byte) {
+      hash ^= (value >> (8 * byte)) & 0xff;
+      hash *= 1099511628211ull;
+    }
+  };
+  mix(layout.shape.ndim());
+  for (std::size_t extent : layout.shape) mix(extent);
+  mix(layout.element_size);
+  mix(layout.order == Order::C ? 0 : 1);
+  mix(layout.per_worker ? 1 : 0);
+  return static_cast<std::int64_t>(hash);
+}
+
+std::string describe(const backend::ArrayLayout& layout) {
+  return "shape " + layout.shape.to_string() + ", " + (layout.order == Order::C ? "C" : "F") + " order, " +
+         std::to_string(layout.element_size) + "-byte elements" + (layout.per_worker ? ", per worker" : "");
+}
+
+// Why the node cannot back a shared window of `bytes` (Open MPI puts its backing file in
+// osc_sm_backing_directory, /dev/shm unless set), or "" when it can, as far as can be told.
+std::string room_for_window(std::size_t bytes) {
+  if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) return "more than an MPI_Aint can hold";
+  const char* set = std::getenv("OMPI_MCA_osc_sm_backing_directory");
+  const std::string directory = set != nullptr && *set != '\0' ? set : "/dev/shm";
+  struct statvfs space {};
+  if (::statvfs(directory.c_str(), &space) != 0) return "";  // not known: let MPI try
+  const auto free_bytes = static_cast<unsigned __int128>(space.f_bavail) * space.f_frsize;
+  if (bytes <= free_bytes) return "";
+  return directory + " has " + std::to_string(static_cast<std::uint64_t>(free_bytes)) +
+         " bytes free for the node's shared window";
 }
 
 // The bytes of one row (index-aligned arrays) or one worker slot (per-worker arrays) of `layout`.
@@ -350,8 +434,18 @@ std::shared_ptr<void> MpiContext::allocate_array(const backend::ArrayLayout& lay
   // Inside a kernel (perhaps in a forked worker, which must not call MPI): the worker's own memory.
   if (this_worker_id() >= 0) return backend::allocate_heap(layout.bytes, kAlignment);
   State& state = *state_;
-  state.agree(Collective::alloc, static_cast<std::int64_t>(layout.bytes), layout.per_worker ? 1 : 0, "byte size",
-              "per_worker option");
+  state.agree(Collective::alloc, static_cast<std::int64_t>(layout.bytes), fingerprint(layout), "byte size",
+              "layout (shape, order, element size, per_worker)", describe(layout));
+  // A shared window Open MPI cannot back fails on the node's leader only, and leaves the node's other
+  // ranks waiting inside MPI_Win_allocate_shared for ever: ask the leaders first, and fail together.
+  std::string no_room;
+  if (state.node_size > 1 && state.node_rank == 0) no_room = room_for_window(layout.bytes + kAlignment);
+  int room = no_room.empty() ? 1 : 0, room_everywhere = 0;
+  check_mpi(MPI_Allreduce(&room, &room_everywhere, 1, MPI_INT, MPI_MIN, state.comm), "MPI_Allreduce");
+  if (room_everywhere == 0) {
+    throw AllocationError("pasha::MpiContext: cannot allocate " + std::to_string(layout.bytes) +
+                          " bytes on every node" + (no_room.empty() ? std::string() : ": " + no_room));
+  }
   const std::uint64_t id = state.next_window++;
   // On a node of one rank, the local context's memory; otherwise node rank 0 holds the whole array and
   // the others map it. One spare alignment unit lets the array start on a kAlignment boundary
@@ -405,6 +499,8 @@ void MpiContext::launch(backend::Job& job) {
               "collection size", "number of active workers");
   const int active = job.num_active_workers();
   const auto [first, count] = part_of_map(state.first_worker(), state.local_workers(), active);
+  // Arrays that cannot be made whole are found before any kernel runs (the same on every rank).
+  const std::vector<Gather> gathers = plan_gathers(job);
   job.restrict_to_part(first, count);
 
   Outcome outcome;
@@ -441,37 +537,44 @@ void MpiContext::launch(backend::Job& job) {
     }
     outcome.record.throw_worker_error(lowest);
   }
-  gather(job);
+  run_gathers(gathers);
 }
 
-void MpiContext::gather(const backend::Job& job) {
-  State& state = *state_;
-  if (state.num_nodes == 1) return;  // every rank shares every array
-  // Every rank of this node has finished writing before its leader sends the node's part.
-  check_mpi(MPI_Barrier(state.node), "MPI_Barrier");
+std::vector<MpiContext::Gather> MpiContext::plan_gathers(const backend::Job& job) const {
+  const State& state = *state_;
+  std::vector<Gather> plan;
+  if (state.num_nodes == 1) return plan;  // every rank shares every array
   const int active = job.num_active_workers();
   const bool indexed = job.num_elements() != backend::Job::kUnknownSize;
-  for (auto& [id, window] : state.windows) {
+  for (const auto& [id, window] : state.windows) {
     const backend::ArrayLayout& layout = window.layout;
     const std::size_t ndim = layout.shape.ndim();
-    std::size_t unit = 0;
-    std::vector<int> counts(static_cast<std::size_t>(state.num_nodes));
-    std::vector<int> displacements(counts.size());
+    Gather g;
+    g.data = window.data;
+    g.counts.resize(static_cast<std::size_t>(state.num_nodes));
+    g.displacements.resize(g.counts.size());
     if (layout.per_worker) {
-      const std::size_t axis = layout.order == Order::C ? 0 : ndim - 1;
-      unit = unit_bytes(layout, axis);
-      for (std::size_t n = 0; n < counts.size(); ++n) {
-        displacements[n] = state.first_worker_of_node[n];
-        counts[n] = state.workers_of_node[n];
+      g.item_bytes = unit_bytes(layout, layout.order == Order::C ? 0 : ndim - 1);
+      for (std::size_t n = 0; n < g.counts.size(); ++n) {
+        g.displacements[n] = state.first_worker_of_node[n];
+        g.counts[n] = state.workers_of_node[n];
       }
     } else if (indexed && ndim >= 1 && job.num_elements() > 0 && layout.shape[0] == job.num_elements()) {
-      if (layout.order == Order::F && ndim > 1) {
-        throw std::logic_error("pasha::MpiContext: an F-order array of shape " + layout.shape.to_string() +
-                               " has the map's length along its first axis, but its rows are not contiguous, so it "
-                               "cannot be made whole across nodes: allocate it in C order");
+      if (ndim == 1) {
+        g.item_bytes = layout.element_size;
+      } else if (layout.order == Order::C) {
+        g.item_bytes = unit_bytes(layout, 0);
+      } else {  // F order: row i is every shape[0]-th element from element i
+        const std::size_t row_elements = layout.shape.num_elements() / layout.shape[0];
+        if (row_elements > static_cast<std::size_t>(INT_MAX)) {
+          throw std::logic_error("pasha::MpiContext: the F-order array of shape " + layout.shape.to_string() +
+                                 " has rows too long to gather (more than INT_MAX elements): allocate it in C order");
+        }
+        g.strided_row_elements = row_elements;
+        g.element_size = layout.element_size;
+        g.element_stride = unit_bytes(layout, 1);
       }
-      unit = ndim == 1 ? layout.element_size : unit_bytes(layout, 0);
-      for (std::size_t n = 0; n < counts.size(); ++n) {
+      for (std::size_t n = 0; n < g.counts.size(); ++n) {
         const Part node = part_of_map(state.first_worker_of_node[n], state.workers_of_node[n], active);
         const std::optional<IndexRange> rows = job.indices_of_part(node.first, node.count);
         if (!rows) {
@@ -483,14 +586,24 @@ void MpiContext::gather(const backend::Job& job) {
           throw std::logic_error("pasha::MpiContext: the array of shape " + layout.shape.to_string() +
                                  " has too many rows to gather (more than INT_MAX)");
         }
-        displacements[n] = static_cast<int>(rows->begin);
-        counts[n] = static_cast<int>(rows->size());
+        g.displacements[n] = static_cast<int>(rows->begin);
+        g.counts[n] = static_cast<int>(rows->size());
       }
     } else {
       continue;  // left as each node wrote it
     }
-    if (state.leaders == MPI_COMM_NULL || unit == 0) continue;
-    gather_among_leaders(window.data, unit, counts, displacements, state.leaders);
+    if (g.item_bytes > 0 || g.strided_row_elements > 0) plan.push_back(std::move(g));
+  }
+  return plan;
+}
+
+void MpiContext::run_gathers(const std::vector<Gather>& plan) {
+  const State& state = *state_;
+  if (plan.empty()) return;
+  // Every rank of this node has finished writing before its leader sends the node's part.
+  check_mpi(MPI_Barrier(state.node), "MPI_Barrier");
+  if (state.leaders != MPI_COMM_NULL) {
+    for (const Gather& g : plan) gather_among_leaders(g, state.leaders);
   }
   // The node's other ranks see what their leader received.
   check_mpi(MPI_Barrier(state.node), "MPI_Barrier");

@@ -29,23 +29,26 @@
 // map returns on a rank, these arrays are whole on it:
 //   - per-worker arrays (.per_worker = true): the worker axis spans every rank's workers; each node's
 //     slots are gathered from the node that owns them;
-//   - index-aligned arrays: C-order arrays (or 1-d ones) whose first axis has the map's length, after
-//     a map over an indexed functor: row i comes from the node whose worker visited index i.
+//   - index-aligned arrays: arrays whose first axis has the map's length, after a map over an indexed
+//     functor: row i comes from the node whose worker visited index i (in C order a row is contiguous;
+//     in F order it is gathered as a strided MPI type, which is slower).
 // Every other array is left as its node wrote it. Gathering costs one MPI_Allgatherv among node
-// leaders per array and map, never per element, and nothing when every rank is on one node. A map
-// throws std::logic_error when an F-order array with more than one dimension has the map's length
-// along its first axis (its rows are not contiguous: allocate it in C order), or when the functor's
-// shares of one node are not one contiguous range of indices. Arrays are released collectively
-// (MPI_Win_free over the node): drop them on every rank, in the same order, as SPMD code does. An array
-// allocated inside a kernel is private heap memory of that worker.
+// leaders per array and map, never per element, and nothing when every rank is on one node. When the
+// functor's shares of one node are not one contiguous range of indices, a live array with the map's
+// length along its first axis cannot be made whole: the map throws std::logic_error on every rank
+// before any kernel runs (as it does for rows too long for MPI's int counts). Arrays are released
+// collectively (MPI_Win_free over the node): drop them on every rank, in the same order, as SPMD code
+// does. An array allocated inside a kernel is private heap memory of that worker.
 //
 // Errors: a kernel that throws on any rank makes map throw pasha::WorkerError on every rank, for the
 // lowest failed global worker id, with its message: on the rank that ran it the original exception is
 // nested (or the local context's RemoteError), elsewhere a RemoteError. The ranks agree on the failure
 // with collectives after each has finished its part: a failure stops that rank's other workers early,
-// other ranks finish their parts first. Collections whose sizes differ across ranks, and a map
-// (or alloc) on some ranks where others are in another pasha collective, give std::invalid_argument on
-// every rank. A rank that never calls the collective cannot be told from a slow one: the others wait.
+// other ranks finish their parts first. Collections whose sizes differ across ranks, allocations
+// whose shapes (or order, element size, per_worker) differ, and a map (or alloc) on some ranks where
+// others are in another pasha collective, give std::invalid_argument on every rank. An allocation
+// that some node cannot back gives pasha::AllocationError on every rank. A rank that never calls the
+// collective cannot be told from a slow one: the others wait.
 // A rank that dies ends the job: mpirun (or srun) reports it and kills the other ranks.
 //
 // Nodes: ranks share a node when MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) says so. The environment
@@ -62,6 +65,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "pasha/backend.h"
 
@@ -87,7 +91,9 @@ class MpiContext final : public Context {
   int first_worker() const noexcept;
   Context& local() const noexcept;
 
+  // Internal (defined in mpi_context.cc).
   struct State;
+  struct Gather;
 
  protected:
   std::shared_ptr<void> allocate(std::size_t bytes) override;
@@ -96,8 +102,11 @@ class MpiContext final : public Context {
 
  private:
   explicit MpiContext(std::shared_ptr<State> state);
-  // Makes the arrays of this context whole on every rank after a successful map (see above).
-  void gather(const backend::Job& job);
+  // What making the arrays whole after `job` takes (see above); throws std::logic_error, before the
+  // map runs, for an array that cannot be made whole.
+  std::vector<Gather> plan_gathers(const backend::Job& job) const;
+  // Makes the arrays whole on every rank, after a successful map.
+  void run_gathers(const std::vector<Gather>& plan);
   std::shared_ptr<State> state_;
 };
 

@@ -8,6 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -149,8 +150,8 @@ TEST_P(MpiMaps, AKernelThatThrowsOnOneRankFailsTheMapOnEveryRankPromptly) {
 }
 
 TEST_P(MpiMaps, CollectionsOfDifferentSizesOnDifferentRanksAreInvalidArguments) {
+  ASSERT_GT(context().num_ranks(), 1) << "needs a second rank to disagree with (the 1-rank target leaves it out)";
   const int n = 100 + (context().rank() == 0 ? 1 : 0);
-  if (context().num_ranks() == 1) GTEST_SKIP() << "needs a second rank to disagree with";
   try {
     context().map([](int, std::size_t, int) {}, std::views::iota(0, n));
     FAIL() << "no exception on rank " << context().rank();
@@ -165,20 +166,95 @@ TEST_P(MpiMaps, CollectionsOfDifferentSizesOnDifferentRanksAreInvalidArguments) 
   EXPECT_EQ(std::accumulate(out.begin(), out.end(), 0), 8);
 }
 
-TEST_P(MpiMaps, AnFOrderArrayAlongTheMapCannotBeMadeWholeAcrossNodes) {
-  auto matrix = context().alloc<double>({50, 4}, {.order = Order::F, .fill = 0});
-  const auto map = [&] { context().map([&](int, std::size_t i, int) { matrix(i, 0) = 1; }, std::views::iota(0, 50)); };
-  if (context().num_nodes() == 1) {
-    map();  // one node: every rank shares the array, nothing to gather
-    for (std::size_t i = 0; i < 50; ++i) EXPECT_EQ(matrix(i, 0), 1.0);
-  } else {
-    try {
-      map();
-      FAIL() << "no exception";
-    } catch (const std::logic_error& e) {
-      EXPECT_THAT(e.what(), HasSubstr("C order"));
+TEST_P(MpiMaps, ArraysOfDifferentShapesOnDifferentRanksAreInvalidArguments) {
+  ASSERT_GT(context().num_ranks(), 1) << "needs a second rank to disagree with (the 1-rank target leaves it out)";
+  // The same byte size, so that only the shape tells them apart.
+  const Shape shape = context().rank() == 0 ? Shape{6, 2} : Shape{2, 6};
+  try {
+    auto a = context().alloc<double>(shape);
+    FAIL() << "no exception on rank " << context().rank();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("layout"));
+    EXPECT_THAT(e.what(), HasSubstr("this rank's is shape " + shape.to_string()));
+  }
+  auto out = context().alloc<int>(6, {.fill = 0});
+  context().map([&](int, std::size_t i, int) { out[i] = 1; }, std::views::iota(0, 6));
+  EXPECT_EQ(std::accumulate(out.begin(), out.end(), 0), 6);
+}
+
+TEST_P(MpiMaps, AnAllocationNoNodeCanBackIsAnAllocationErrorOnEveryRank) {
+  const std::size_t huge = std::size_t{1} << 60;
+  try {
+    auto a = context().alloc<char>(Shape{huge});
+    FAIL() << "no exception on rank " << context().rank();
+  } catch (const AllocationError& e) {
+    EXPECT_THAT(e.what(), HasSubstr(std::to_string(huge)));
+  }
+  auto out = context().alloc<int>(6, {.fill = 0});  // still in step
+  context().map([&](int, std::size_t i, int) { out[i] = 1; }, std::views::iota(0, 6));
+  EXPECT_EQ(std::accumulate(out.begin(), out.end(), 0), 6);
+}
+
+TEST_P(MpiMaps, AnFOrderArrayAlongTheMapIsWholeOnEveryRankAfterMap) {
+  constexpr std::size_t n = 50;
+  auto matrix = context().alloc<double>({n, 3, 2}, {.order = Order::F, .fill = -1});
+  context().map(
+      [&](int, std::size_t i, int) {
+        for (std::size_t j = 0; j < 3; ++j) {
+          for (std::size_t k = 0; k < 2; ++k) matrix(i, j, k) = static_cast<double>(100 * i + 10 * j + k);
+        }
+      },
+      std::views::iota(0, static_cast<int>(n)));
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < 3; ++j) {
+      for (std::size_t k = 0; k < 2; ++k) {
+        ASSERT_EQ(matrix(i, j, k), static_cast<double>(100 * i + 10 * j + k))
+            << "(" << i << ", " << j << ", " << k << ") on rank " << context().rank();
+      }
     }
   }
+}
+
+// An indexed functor whose shares run backwards: no two of them make one ascending range.
+struct BackwardShares {
+  std::size_t n;
+  std::size_t size() const { return n; }
+  std::vector<IndexRange> split(int num_workers) const {
+    std::vector<IndexRange> shares = split_evenly(n, 4 * num_workers);
+    std::reverse(shares.begin(), shares.end());
+    return shares;
+  }
+  template <class Visit>
+  void iterate(const IndexRange& share, Visit&& visit) const {
+    for (std::size_t i = share.begin; i < share.end; ++i) visit(i, static_cast<int>(i));
+  }
+};
+
+TEST_P(MpiMaps, AnArrayThatCannotBeMadeWholeFailsTheMapBeforeAnyKernelRuns) {
+  const std::size_t n = 8 * static_cast<std::size_t>(context().num_workers());
+  auto out = context().alloc<int>(n, {.fill = 0});  // index-aligned, but each node's indices are scattered
+  auto calls = context().alloc<int>({}, {.fill = 0, .per_worker = true});
+  const auto map = [&] {
+    context().map(
+        [&](int w, std::size_t i, int) {
+          out[i] = 1;
+          calls[static_cast<std::size_t>(w)] += 1;
+        },
+        BackwardShares{n});
+  };
+  if (context().num_nodes() == 1) {
+    map();  // one node: every rank shares the array, nothing to gather
+    EXPECT_EQ(std::accumulate(out.begin(), out.end(), 0), static_cast<int>(n));
+    return;
+  }
+  try {
+    map();
+    FAIL() << "no exception on rank " << context().rank();
+  } catch (const std::logic_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("cannot be made whole"));
+  }
+  EXPECT_EQ(std::accumulate(calls.begin(), calls.end(), 0), 0) << "kernels ran before the map failed";
+  EXPECT_EQ(std::accumulate(out.begin(), out.end(), 0), 0);
 }
 
 TEST_P(MpiMaps, XfelTrainsAreSplitAcrossRanksEachOpeningItsOwnFiles) {
