@@ -84,6 +84,11 @@ TEST(BadInput, AlongWithAnAxisOutOfRangeNamesTheAxis) {
   EXPECT_THAT(InvalidArgumentMessage([&] { along(cube, cube.ndim() - 4); }), HasSubstr("out of range"));
   EXPECT_EQ(along(cube, cube.ndim() - 1).axis(), 2u);
   EXPECT_EQ(along(cube, std::int64_t{-3}).axis(), 0u);
+  // Other ways of naming an axis number still work: characters, and enums of axes.
+  enum Axis { kFirst, kSecond };
+  EXPECT_EQ(along(cube, kSecond).axis(), 1u);
+  EXPECT_EQ(along(cube, char{2}).axis(), 2u);
+  EXPECT_THAT(InvalidArgumentMessage([&] { along(cube, char{9}); }), HasSubstr("axis 9"));
   auto scalar = context.alloc<float>({});
   EXPECT_THROW(context.map([](int, std::size_t, float) {}, scalar), std::invalid_argument);
 }

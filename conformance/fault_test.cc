@@ -260,6 +260,32 @@ TEST_P(SiblingDeaths, AWorkerBlockedForeverIsStoppedWhenASiblingFails) {
   }
 }
 
+TEST_P(SiblingDeaths, AHelperWhoseNestedMapsWorkerWasKilledIsUsableAgain) {
+  // Worker 0 has the helper in a nested map, blocked, when a sibling fails: pasha kills it, so the
+  // helper's post_map never runs in it. The helper is not left "in a map" for ever.
+  long total = 0;
+  auto sum = with_reduction(context_, total, 0L, std::plus<>(), [](int, std::size_t, int v, long& partial) {
+    if (v < 0) {
+      for (;;) pause();
+    }
+    partial += v;
+  });
+  const int last = GetParam() - 1;
+  const Failure failure = ExpectWorkerError(
+      context_,
+      [&](int worker, std::size_t, int) {
+        if (worker == 0) context_.map(sum, std::vector<int>{-1});
+        if (worker == last) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          throw std::runtime_error("sibling failed");
+        }
+      },
+      std::views::iota(0, GetParam()));
+  EXPECT_EQ(failure.worker_id, last);
+  context_.map(sum, std::vector<int>{1, 2, 3});
+  EXPECT_EQ(total, 6);
+}
+
 TEST_P(WorkerDeaths, AWorkerThatClosesAllItsFileDescriptorsStillReportsItsResultsAndErrors) {
   const ResourceSnapshot before = Settled(context_);
   auto out = context_.alloc<int>(100, {.fill = 0});

@@ -193,6 +193,30 @@ TEST_P(ContextConformance, NestedHelpersSetUpOuterFirstAndTearDownInnerFirst) {
   for (int w = 0; w < n; ++w) EXPECT_EQ(closed_unopened[static_cast<std::size_t>(w)], 0) << "worker " << w;
 }
 
+TEST_P(ContextConformance, MapsFromSeveralThreadsTakeTurnsWithAHelperItsCombineStepIncluded) {
+  if (!OneCaller(context())) return;
+  long total = 0;
+  const auto count = with_reduction(context(), total, 0L, std::plus<>(), [](int, std::size_t, int v, long& partial) {
+    partial += v;
+  });
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int m = 0; m < 20; ++m) {
+        try {
+          context().map(count, std::vector<int>(10, 1));
+        } catch (...) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(total, 4 * 20 * 10);
+}
+
 TEST_P(ContextConformance, AHelperSharedByMapsNestedInSeveralWorkersAtOnceIsALogicError) {
   if (!OneCaller(context()) || context().num_workers() < 2) return;  // needs two workers at once
   const int n = context().num_workers();

@@ -87,6 +87,7 @@ void Context::run_job(detail::MapJobBase& job, const MapOptions& options) {
         } else {
           launch(job);
         }
+        job.after_success(*this);
       },
       [&](std::size_t i) { hooks[i].post_map(*this); });
 }

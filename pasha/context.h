@@ -152,7 +152,6 @@ class Context {
     }
     detail::MapJob<F, std::remove_reference_t<Kernel>> job(functor, kernel, num_workers_, options);
     run_job(job, options);
-    if constexpr (detail::KernelWithMapHooks<std::remove_reference_t<Kernel>>) kernel.pasha_after_map(*this);
   }
 
   // Adds a hook called around every later map of this context (pasha/hooks.h).

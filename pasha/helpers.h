@@ -26,9 +26,11 @@
 // with_reduction around ...), up to 8 deep, like scopes: an outer helper's setup runs before an inner
 // one's and its teardown after, so with_init(open, with_finalize(kernel, close)) never closes what a
 // failed open did not open. A helper made for one context works only with maps of that context, and
-// with one map at a time (a second map started while one runs, from another thread or from another
-// worker's kernel, worker processes included, throws std::logic_error); make one per map, or reuse it
-// for maps one after the other. Copies of a helper share its state, and so count as the same helper.
+// with one map at a time: maps of the context called from several threads take turns (the context's
+// map lock, which covers the combine step), and a map nested in a kernel while another map has the
+// helper (a kernel of another worker, thread or process) throws std::logic_error; make one per map,
+// or reuse it for maps one after the other (also after a map whose worker process was killed).
+// Copies of a helper share its state, and so count as the same helper.
 // In a map started from inside a kernel (which runs inline on that worker) they run too, as for a
 // one-worker map.
 //
@@ -38,8 +40,12 @@
 #ifndef PASHA_HELPERS_H_
 #define PASHA_HELPERS_H_
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <concepts>
 #include <cstddef>
 #include <stdexcept>
@@ -85,9 +91,7 @@ class KernelHelper : public MapHook {
                                   std::to_string(context.num_callers()) + " callers (" + context.name() +
                                   "): each would combine the same partials");
     }
-    if (std::atomic_ref<int>(in_map()).exchange(1) != 0) {
-      throw std::logic_error(std::string(name_) + ": already in a map; make one helper per map that runs at once");
-    }
+    take_map();
   }
   void post_map(Context&) override { std::atomic_ref<int>(in_map()).store(0); }
 
@@ -120,9 +124,25 @@ class KernelHelper : public MapHook {
   mutable Kernel kernel_;
 
  private:
-  // 1 between pre_map and post_map. Helpers without arrays (with_init, with_finalize) share nothing
-  // between maps, and keep the flag in the object (a copy starts outside any map).
+  // The process id of the map's caller between pre_map and post_map, 0 outside. Helpers without
+  // arrays (with_init, with_finalize) share nothing between maps, and keep it in the object (a copy
+  // starts outside any map).
   int& in_map() const noexcept { return shared_in_map_.data() != nullptr ? *shared_in_map_.data() : local_in_map_; }
+
+  // Marks the helper as in a map of this process, or throws std::logic_error when a map of a live
+  // process has it. A worker process killed in a nested map (pasha kills a worker that does not
+  // stop after a sibling's failure) never ran post_map: its mark is taken over.
+  void take_map() const {
+    std::atomic_ref<int> holder(in_map());
+    const int self = static_cast<int>(::getpid());
+    int seen = 0;
+    while (!holder.compare_exchange_strong(seen, self)) {
+      const bool holder_gone = seen != self && ::kill(seen, 0) != 0 && errno == ESRCH;
+      if (!holder_gone) {
+        throw std::logic_error(std::string(name_) + ": already in a map; make one helper per map that runs at once");
+      }
+    }
+  }
 
   Array<int> shared_in_map_;
   alignas(std::atomic_ref<int>::required_alignment) mutable int local_in_map_ = 0;

@@ -22,7 +22,6 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <utility>
 
 #include "pasha/array.h"
 #include "pasha/functor.h"
@@ -96,19 +95,34 @@ class NdarrayFunctor {
   std::size_t axis_;
 };
 
-// Maps along `axis` of `array` (any integer type: an int, or a std::size_t computed from ndim());
-// negative axes count from the end, as in numpy. Throws std::invalid_argument naming the axis when it
-// is out of range.
+// Maps along `axis` of `array` (any integer type: an int, or a std::size_t computed from ndim(),
+// checked as it is, never cut to an int); negative axes count from the end, as in numpy. Throws
+// std::invalid_argument naming the axis when it is out of range.
 template <class T, std::integral Axis>
   requires(!std::same_as<Axis, bool>)
 NdarrayFunctor<T> along(const Array<T>& array, Axis axis) {
   const auto ndim = static_cast<long long>(array.ndim());
-  if (std::cmp_less(axis, -ndim) || std::cmp_greater_equal(axis, ndim)) {
-    throw std::invalid_argument("pasha::along: axis " + std::to_string(axis) + " is out of range for a " +
+  bool in_range = false;
+  long long resolved = 0;
+  if constexpr (std::is_signed_v<Axis>) {
+    const auto a = static_cast<long long>(axis);
+    in_range = a >= -ndim && a < ndim;
+    resolved = a < 0 ? a + ndim : a;
+  } else {
+    const auto a = static_cast<unsigned long long>(axis);
+    in_range = a < static_cast<unsigned long long>(ndim);
+    resolved = static_cast<long long>(a);
+  }
+  if (!in_range) {
+    throw std::invalid_argument("pasha::along: axis " + std::to_string(+axis) + " is out of range for a " +
                                 std::to_string(ndim) + "-d array");
   }
-  const auto resolved = std::cmp_less(axis, 0) ? static_cast<long long>(axis) + ndim : static_cast<long long>(axis);
   return NdarrayFunctor<T>(array, static_cast<std::size_t>(resolved));
+}
+// Anything else that converts to int (an unscoped enum of axes, say).
+template <class T>
+NdarrayFunctor<T> along(const Array<T>& array, int axis) {
+  return along<T, int>(array, axis);
 }
 
 // Maps along the axis called `name` (Array::named, the `.axes` option of alloc). Throws

@@ -380,18 +380,40 @@ std::string describe(const backend::ArrayLayout& layout) {
          std::to_string(layout.element_size) + "-byte elements" + (layout.per_worker ? ", per worker" : "");
 }
 
-// Why the node cannot back a shared window of `bytes` (Open MPI puts its backing file in
-// osc_sm_backing_directory, /dev/shm unless set), or "" when it can, as far as can be told.
-std::string room_for_window(std::size_t bytes) {
-  if (bytes > static_cast<std::size_t>(PTRDIFF_MAX)) return "more than an MPI_Aint can hold";
-  const char* set = std::getenv("OMPI_MCA_osc_sm_backing_directory");
-  const std::string directory = set != nullptr && *set != '\0' ? set : "/dev/shm";
+// Where Open MPI puts the files behind shared windows: its osc_sm_backing_directory setting, read
+// through the MPI tool interface (so that mca-params.conf files count too), else /dev/shm.
+std::string window_backing_directory() {
+  std::string directory = "/dev/shm";
+  int provided = 0;
+  if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return directory;
+  int index = 0;
+  MPI_T_cvar_handle handle = MPI_T_CVAR_HANDLE_NULL;
+  int count = 0;
+  if (MPI_T_cvar_get_index("osc_sm_backing_directory", &index) == MPI_SUCCESS &&
+      MPI_T_cvar_handle_alloc(index, nullptr, &handle, &count) == MPI_SUCCESS) {
+    std::vector<char> value(static_cast<std::size_t>(std::max(count, 0)) + 4096, '\0');
+    if (MPI_T_cvar_read(handle, value.data()) == MPI_SUCCESS && value[0] != '\0') directory = value.data();
+    MPI_T_cvar_handle_free(&handle);
+  }
+  MPI_T_finalize();
+  return directory;
+}
+
+// Why the node cannot back a shared window of `bytes`, or "" when it can, as far as can be told. Open
+// MPI refuses a backing file unless its directory has 5% more than the file free, and the window
+// needs some pages of its own; the margin below is wider, so that MPI never fails where pasha let it
+// try (its failure would leave the node's other ranks waiting inside MPI_Win_allocate_shared).
+std::string room_for_window(std::size_t bytes, const std::string& directory) {
+  constexpr std::size_t kBookkeeping = std::size_t{16} << 20;
+  if (bytes > static_cast<std::size_t>(PTRDIFF_MAX) / 2) return "more than an MPI_Aint can hold";
   struct statvfs space {};
   if (::statvfs(directory.c_str(), &space) != 0) return "";  // not known: let MPI try
   const auto free_bytes = static_cast<unsigned __int128>(space.f_bavail) * space.f_frsize;
-  if (bytes <= free_bytes) return "";
-  return directory + " has " + std::to_string(static_cast<std::uint64_t>(free_bytes)) +
-         " bytes free for the node's shared window";
+  const auto needed = static_cast<unsigned __int128>(bytes) + bytes / 10 + kBookkeeping;
+  if (needed <= free_bytes) return "";
+  return directory + " (where Open MPI backs shared windows) has " +
+         std::to_string(static_cast<std::uint64_t>(free_bytes)) + " bytes free, and a window of " +
+         std::to_string(bytes) + " bytes needs about " + std::to_string(static_cast<std::uint64_t>(needed));
 }
 
 // The bytes of one row (index-aligned arrays) or one worker slot (per-worker arrays) of `layout`.
@@ -439,7 +461,11 @@ std::shared_ptr<void> MpiContext::allocate_array(const backend::ArrayLayout& lay
   // A shared window Open MPI cannot back fails on the node's leader only, and leaves the node's other
   // ranks waiting inside MPI_Win_allocate_shared for ever: ask the leaders first, and fail together.
   std::string no_room;
-  if (state.node_size > 1 && state.node_rank == 0) no_room = room_for_window(layout.bytes + kAlignment);
+  if (state.node_size > 1) {  // every rank of the node, for its message
+    // Asked once per process: MPI_T_init and MPI_T_finalize take a while.
+    static const std::string backing_directory = window_backing_directory();
+    no_room = room_for_window(layout.bytes + kAlignment, backing_directory);
+  }
   int room = no_room.empty() ? 1 : 0, room_everywhere = 0;
   check_mpi(MPI_Allreduce(&room, &room_everywhere, 1, MPI_INT, MPI_MIN, state.comm), "MPI_Allreduce");
   if (room_everywhere == 0) {

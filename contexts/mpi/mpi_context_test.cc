@@ -3,6 +3,7 @@
 #include "contexts/mpi/mpi_context.h"
 
 #include <mpi.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -35,6 +36,22 @@ int WorldRank() {
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   return rank;
+}
+
+// A string setting of Open MPI's, as MPI's tool interface reads it ("" when there is none).
+std::string OpenMpiSetting(const char* name) {
+  int provided = 0, index = 0, count = 0;
+  std::string value;
+  MPI_T_cvar_handle handle = MPI_T_CVAR_HANDLE_NULL;
+  MPI_T_init_thread(MPI_THREAD_SINGLE, &provided);
+  if (MPI_T_cvar_get_index(name, &index) == MPI_SUCCESS &&
+      MPI_T_cvar_handle_alloc(index, nullptr, &handle, &count) == MPI_SUCCESS) {
+    std::vector<char> text(static_cast<std::size_t>(count) + 4096, '\0');
+    if (MPI_T_cvar_read(handle, text.data()) == MPI_SUCCESS) value = text.data();
+    MPI_T_cvar_handle_free(&handle);
+  }
+  MPI_T_finalize();
+  return value;
 }
 
 std::vector<conformance::ContextFactory> MpiContexts() {
@@ -189,6 +206,34 @@ TEST_P(MpiMaps, AnAllocationNoNodeCanBackIsAnAllocationErrorOnEveryRank) {
     FAIL() << "no exception on rank " << context().rank();
   } catch (const AllocationError& e) {
     EXPECT_THAT(e.what(), HasSubstr(std::to_string(huge)));
+  }
+  auto out = context().alloc<int>(6, {.fill = 0});  // still in step
+  context().map([&](int, std::size_t i, int) { out[i] = 1; }, std::views::iota(0, 6));
+  EXPECT_EQ(std::accumulate(out.begin(), out.end(), 0), 6);
+}
+
+TEST_P(MpiMaps, AWindowAlmostAsBigAsTheFreeSpaceOnANodeOfSeveralRanksIsAnAllocationError) {
+  ASSERT_GT(context().num_ranks(), context().num_nodes())
+      << "needs a node of several ranks (the targets without one leave this test out)";
+  // Open MPI itself would refuse it on the node's leader only, and leave the node's other ranks
+  // waiting inside MPI_Win_allocate_shared for ever. Its windows are backed by files in
+  // osc_sm_backing_directory (the test's own folder, set by mpirun_test.sh).
+  const std::string directory = OpenMpiSetting("osc_sm_backing_directory");
+  ASSERT_FALSE(directory.empty());
+  struct statvfs space {};
+  ASSERT_EQ(::statvfs(directory.c_str(), &space), 0);
+  std::uint64_t free_bytes = static_cast<std::uint64_t>(space.f_bavail) * space.f_frsize;
+  MPI_Allreduce(MPI_IN_PLACE, &free_bytes, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+  const std::size_t almost = free_bytes - (std::size_t{1} << 20);
+  try {
+    auto a = context().alloc<char>(Shape{almost});
+    FAIL() << "no exception on rank " << context().rank();
+  } catch (const AllocationError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("cannot allocate " + std::to_string(almost)));
+    // Ranks on a node of several ranks (rank 0 is, in every target that runs this test) say why.
+    if (context().rank() == 0) {
+      EXPECT_THAT(e.what(), HasSubstr(directory + " (where Open MPI backs shared windows) has"));
+    }
   }
   auto out = context().alloc<int>(6, {.fill = 0});  // still in step
   context().map([&](int, std::size_t i, int) { out[i] = 1; }, std::views::iota(0, 6));

@@ -184,6 +184,10 @@ class MapJobBase : public backend::Job {
   // worker and the caller can reach. Null (the default) counts nothing.
   void count_progress_in(std::atomic<std::size_t>* counter) noexcept { progress_ = counter; }
 
+  // In the caller, once every worker has succeeded, before the post_map hooks (and so still under the
+  // map's lock): the kernel's pasha_after_map (a helper's combine step).
+  virtual void after_success(Context& context) = 0;
+
  protected:
   std::atomic<std::size_t>* progress_ = nullptr;
 };
@@ -214,6 +218,10 @@ class MapJob final : public MapJobBase {
     shares_ = split_shares(functor, num_workers);
     handed_out_ = shares_.size() > static_cast<std::size_t>(num_workers);
     num_active_workers_ = static_cast<int>(std::min(shares_.size(), static_cast<std::size_t>(num_workers)));
+  }
+
+  void after_success(Context& context) override {
+    if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_after_map(context);
   }
 
   void run(int worker_id, backend::WorkerControl& control) override {
@@ -363,15 +371,18 @@ void run_between(std::size_t count, Pre&& pre, Body&& body, Post&& post) {
 }
 
 // Calls `body` between the pre_map/pre_worker and post_worker/post_map calls of `hooks`, for one
-// worker. For a nested map's own hooks.
-template <class Body>
-void run_between_hooks(const MapHookList& hooks, Context& context, int worker_id, Body&& body) {
+// worker, and `after_success` between post_worker and post_map if all went well. For a nested map's
+// own hooks.
+template <class Body, class AfterSuccess>
+void run_between_hooks(const MapHookList& hooks, Context& context, int worker_id, Body&& body,
+                       AfterSuccess&& after_success) {
   run_between(
       hooks.size(), [&](std::size_t i) { hooks[i]->pre_map(context); },
       [&] {
         run_between(
             hooks.size(), [&](std::size_t i) { hooks[i]->pre_worker(context, worker_id); }, body,
             [&](std::size_t i) { hooks[i]->post_worker(context, worker_id); });
+        after_success();
       },
       [&](std::size_t i) { hooks[i]->post_map(context); });
 }
@@ -389,8 +400,7 @@ void run_nested(F& functor, Kernel& kernel, int worker_id, Context& context) {
   if constexpr (KernelWithMapHooks<Kernel>) {
     MapHookList hooks;
     kernel.pasha_add_map_hooks(hooks);
-    run_between_hooks(hooks, context, worker_id, run);
-    kernel.pasha_after_map(context);
+    run_between_hooks(hooks, context, worker_id, run, [&] { kernel.pasha_after_map(context); });
   } else {
     run();
   }
