@@ -27,9 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "contexts/process_context.h"
-#include "contexts/serial_context.h"
-#include "contexts/thread_context.h"
+#include "pasha/pasha.h"
 #include "functors/xfel/testing/make_run.h"
 #include "functors/xfel/xfel.h"
 

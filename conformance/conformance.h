@@ -20,7 +20,7 @@
 #include <string>
 
 #include "conformance/context_factory.h"
-#include "pasha/context.h"
+#include "pasha/core/context.h"
 
 namespace pasha::conformance {
 
@@ -33,14 +33,24 @@ class ContextConformance : public ::testing::TestWithParam<ContextFactory> {
   std::shared_ptr<Context> context_;
 };
 
+// What a context driven by one caller must also do (the helpers that combine results, progress of
+// functors that are not indexed). A context of several callers (the ranks of an MpiContext), for which
+// these do not apply, skips them, saying why.
+class SingleCallerConformance : public ContextConformance {
+ protected:
+  void SetUp() override;
+};
+
 }  // namespace pasha::conformance
 
 // Instantiates the whole suite for the contexts the factories make; `prefix` names the instantiation.
 // Use at global namespace scope.
-#define PASHA_INSTANTIATE_CONFORMANCE_SUITE(prefix, ...)                                         \
-  namespace pasha::conformance {                                                                \
-  INSTANTIATE_TEST_SUITE_P(prefix, ContextConformance, ::testing::Values(ContextFactory(__VA_ARGS__)), \
-                           ContextName{});                                                      \
+#define PASHA_INSTANTIATE_CONFORMANCE_SUITE(prefix, ...)                                                 \
+  namespace pasha::conformance {                                                                        \
+  INSTANTIATE_TEST_SUITE_P(prefix, ContextConformance, ::testing::Values(ContextFactory(__VA_ARGS__)),      \
+                           ContextName{});                                                              \
+  INSTANTIATE_TEST_SUITE_P(prefix, SingleCallerConformance, ::testing::Values(ContextFactory(__VA_ARGS__)), \
+                           ContextName{});                                                              \
   }
 
 // Instantiates the suite once per worker count, for a context constructible from an int.
@@ -50,6 +60,9 @@ class ContextConformance : public ::testing::TestWithParam<ContextFactory> {
   INSTANTIATE_TEST_SUITE_P(prefix, ContextConformance,                                                    \
                            ::testing::ValuesIn(factories_for_worker_counts<ContextType>({__VA_ARGS__})), \
                            ContextName{});                                                                \
+  INSTANTIATE_TEST_SUITE_P(prefix, SingleCallerConformance,                                               \
+                           ::testing::ValuesIn(factories_for_worker_counts<ContextType>({__VA_ARGS__})), \
+                           ContextName{});                                                                \
   }
 
 // Instantiates the suite for each factory of a std::vector<ContextFactory>. Use at global namespace
@@ -57,6 +70,7 @@ class ContextConformance : public ::testing::TestWithParam<ContextFactory> {
 #define PASHA_INSTANTIATE_CONFORMANCE_SUITE_FOR_FACTORIES(prefix, factories)                              \
   namespace pasha::conformance {                                                                          \
   INSTANTIATE_TEST_SUITE_P(prefix, ContextConformance, ::testing::ValuesIn(factories), ContextName{});    \
+  INSTANTIATE_TEST_SUITE_P(prefix, SingleCallerConformance, ::testing::ValuesIn(factories), ContextName{}); \
   }
 
 #endif  // PASHA_CONFORMANCE_CONFORMANCE_H_

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "pasha/context.h"
+#include "pasha/core/context.h"
 
 namespace pasha::conformance {
 

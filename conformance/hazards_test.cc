@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -154,18 +155,25 @@ TEST(UserFork, AForkWhileAnotherThreadIsInAMapLeavesTheChildAContextItCanUse) {
   for (const auto& factory : one_context_of_each_kind()) {
     auto context = factory();
     SCOPED_TRACE(context->name());
-    auto mapping = context->alloc<int>(1, {.fill = 0});  // reachable from worker processes too
+    // [0]: a kernel is running; [1]: the parent has forked, the kernels may end. Reachable from
+    // worker processes too.
+    auto flags = context->alloc<int>(2, {.fill = 0});
     std::thread other([&] {
       context->map(
           [&](int, std::size_t, int) {
-            std::atomic_ref<int>(mapping[0]).store(1);
-            std::this_thread::sleep_for(std::chrono::milliseconds(300));
+            std::atomic_ref<int>(flags[0]).store(1);
+            const auto deadline = Clock::now() + std::chrono::seconds(30);
+            while (std::atomic_ref<int>(flags[1]).load() == 0 && Clock::now() < deadline) {
+              std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
           },
           std::views::iota(0, context->num_workers()));
     });
-    while (std::atomic_ref<int>(mapping[0]).load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    // The other thread holds the context's map lock now; the child must not inherit it locked.
+    while (std::atomic_ref<int>(flags[0]).load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // The other thread holds the context's map lock until the fork is done; the child must not
+    // inherit it locked.
     const int status = RunInChild([&] { return CountWrongVisits(*context, 5, 1000) == 0 ? 0 : 1; });
+    std::atomic_ref<int>(flags[1]).store(1);
     other.join();
     EXPECT_EQ(status, 0) << "status " << status << " (142 is a hang)";
   }
@@ -178,11 +186,14 @@ TEST(ForkAndStdio, AThreadBlockedReadingStdinDoesNotStallProcessMaps) {
   ASSERT_EQ(pipe(fds), 0);
   const int saved_stdin = dup(STDIN_FILENO);
   ASSERT_EQ(dup2(fds[0], STDIN_FILENO), STDIN_FILENO);
-  std::thread reader([] {
+  std::atomic<pid_t> reader_tid{0};
+  std::thread reader([&] {
+    reader_tid = this_thread_id();
     char line[64];
     (void)std::fgets(line, sizeof(line), stdin);  // holds stdin's lock until a line arrives
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  while (reader_tid == 0) std::this_thread::yield();
+  ASSERT_TRUE(wait_until_blocked_in(reader_tid, SYS_read)) << "the reader never blocked in read(), holding stdin";
   ProcessContext context(2);
   const auto start = Clock::now();
   {
@@ -331,10 +342,13 @@ TYPED_TEST_SUITE(ForkSafeMutexes, ForkSafeKinds);
 TYPED_TEST(ForkSafeMutexes, AForkWaitsForTheHolderAndTheChildCanTakeItTwice) {
   TypeParam mutex;
   std::atomic<bool> held{false};
+  std::atomic<bool> fork_waited{false};
+  const pid_t forking_thread = this_thread_id();
   std::thread holder([&] {
     std::lock_guard lock(mutex);
     held = true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    // Let go only once the fork waits for the mutex (pthread_atfork's prepare handler).
+    fork_waited = wait_until_blocked_in(forking_thread, SYS_futex);
   });
   while (!held) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const int status = RunInChild(
@@ -345,6 +359,7 @@ TYPED_TEST(ForkSafeMutexes, AForkWaitsForTheHolderAndTheChildCanTakeItTwice) {
       },
       std::chrono::seconds(10));
   holder.join();
+  EXPECT_TRUE(fork_waited) << "the fork did not wait for the holder of the mutex";
   EXPECT_EQ(status, 0) << "status " << status << " (142 is a hang)";
   std::lock_guard lock(mutex);  // the parent's copy is free again too
 }
@@ -384,18 +399,29 @@ TEST(HelpersNestedAcrossContexts, MoveOnlyKernelsNestInHelpers) {
 
 // --- Hooks on failure paths, worker processes --------------------------------------------------
 
-// post_worker sleeps, then marks that it ran to its end.
+// post_worker stays until another worker has failed and the grace for kernels (50 ms) is well past,
+// then marks that it ran to its end.
 class SlowPostWorker : public MapHook {
  public:
-  explicit SlowPostWorker(Context& context) : completed_(context.alloc<int>({}, {.fill = 0, .per_worker = true})) {}
+  explicit SlowPostWorker(Context& context)
+      : completed_(context.alloc<int>({}, {.fill = 0, .per_worker = true})), failing_(context.alloc<int>({}, {.fill = 0})) {}
   void post_worker(Context&, int w) override {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    if (w == 0) {
+      const auto deadline = Clock::now() + std::chrono::seconds(10);
+      while (std::atomic_ref<int>(*failing_.data()).load() == 0 && Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
     completed_[static_cast<std::size_t>(w)] = 1;
   }
+  // Called by the failing worker just before it throws.
+  void failing() { std::atomic_ref<int>(*failing_.data()).store(1); }
   int completed(int w) const { return completed_[static_cast<std::size_t>(w)]; }
 
  private:
   Array<int> completed_;
+  Array<int> failing_;
 };
 
 TEST(HooksOnFailure, AWorkerInItsPostWorkerWhenASiblingFailsIsNotKilled) {
@@ -404,9 +430,10 @@ TEST(HooksOnFailure, AWorkerInItsPostWorkerWhenASiblingFailsIsNotKilled) {
   context.add_hook(hook);
   // Worker 0 finishes at once and sits in post_worker; worker 1 fails 100 ms later.
   EXPECT_THROW(context.map(
-                   [](int w, std::size_t, int) {
+                   [&](int w, std::size_t, int) {
                      if (w == 1) {
                        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                       hook->failing();
                        throw std::runtime_error("late failure");
                      }
                    },
@@ -432,7 +459,7 @@ TEST(Reaping, MapsWorkAndDeathsAreReportedWithSigchldIgnored) {
       ADD_FAILURE() << "no exception";
     } catch (const WorkerError& e) {
       EXPECT_EQ(e.worker_id(), 3);
-      EXPECT_THAT(e.what(), ::testing::AnyOf(HasSubstr("status 4"), HasSubstr("collected by someone else")));
+      EXPECT_THAT(e.what(), ::testing::AnyOf(HasSubstr("status 4"), HasSubstr("SIGCHLD is ignored")));
     }
     EXPECT_EQ(CountWrongVisits(context, 3, 1000), 0);
   }

@@ -1,11 +1,16 @@
 #include "conformance/process_probes.h"
 
 #include <dirent.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <thread>
 
 namespace pasha::conformance {
 
@@ -50,5 +55,19 @@ std::vector<std::string> mappings_matching(const std::string& needle) {
 }
 
 ResourceSnapshot ResourceSnapshot::take() { return {open_fd_count(), child_pids().size(), mapped_bytes()}; }
+
+pid_t this_thread_id() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+bool wait_until_blocked_in(pid_t tid, long syscall_number, int limit_ms) {
+  const std::string path = "/proc/self/task/" + std::to_string(tid) + "/syscall";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(limit_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(path);
+    long number = -1;
+    if (in >> number && number == syscall_number) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
 
 }  // namespace pasha::conformance

@@ -23,6 +23,14 @@ std::size_t mapped_bytes();
 // The lines of /proc/self/maps that mention `needle`.
 std::vector<std::string> mappings_matching(const std::string& needle);
 
+// The Linux thread id of the calling thread.
+pid_t this_thread_id();
+
+// Waits until thread `tid` of this process is blocked in system call `syscall_number` (SYS_read,
+// SYS_futex, ...), as /proc/self/task/<tid>/syscall says, for at most `limit_ms`. Returns whether it
+// was. For tests that need another thread to be inside a window (holding a lock, blocked in a read).
+bool wait_until_blocked_in(pid_t tid, long syscall_number, int limit_ms = 10'000);
+
 // A snapshot of the three, for before/after comparisons.
 struct ResourceSnapshot {
   std::size_t fds = 0;

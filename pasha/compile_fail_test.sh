@@ -29,8 +29,9 @@ expect_failure pasha/testdata/alloc_like_of_a_list.cc "the prototype must be a p
 
 # The same compiler and flags accept correct use, so the failures above are the misuses'; and each
 # public header includes what it uses.
-for header in pasha/pasha.h pasha/backend.h pasha/context.h pasha/array.h pasha/functor.h pasha/ndarray.h \
-              pasha/sequence.h pasha/options.h pasha/hooks.h pasha/errors.h pasha/job.h pasha/helpers.h; do
+for header in pasha/pasha.h pasha/default_context.h pasha/core/*.h functors/sequence/sequence.h \
+              functors/ndarray/ndarray.h contexts/serial/serial_context.h contexts/threads/thread_context.h \
+              contexts/processes/process_context.h; do
   if ! output=$("$CXX" -std=c++20 -fsyntax-only -I. -x c++ "$header" 2>&1); then
     echo "FAIL: $header does not compile on its own"
     echo "$output" | head -20

@@ -5,10 +5,10 @@
 #include <stdexcept>
 #include <string>
 
-#include "contexts/process_context.h"
-#include "contexts/serial_context.h"
-#include "contexts/thread_context.h"
-#include "pasha/fork_safe_mutex.h"
+#include "contexts/processes/process_context.h"
+#include "contexts/serial/serial_context.h"
+#include "contexts/threads/thread_context.h"
+#include "pasha/core/fork_safe_mutex.h"
 
 namespace pasha {
 namespace {

@@ -11,9 +11,9 @@
 #include <string_view>
 #include <utility>
 
-#include "pasha/array.h"
-#include "pasha/context.h"
-#include "pasha/options.h"
+#include "pasha/core/array.h"
+#include "pasha/core/context.h"
+#include "pasha/core/options.h"
 
 namespace pasha {
 

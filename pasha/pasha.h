@@ -6,23 +6,24 @@
 //
 // Contexts decide where kernels run (SerialContext, ThreadContext, ProcessContext); arrays from a
 // context's alloc are shared between its workers and the caller, so kernels write results in place.
-// This header stands above the contexts (contexts/) that it brings in; the core it builds on
-// (pasha/context.h and what it includes) knows none of them.
+// This header stands above what it brings in: the core (pasha/core/), the contexts (contexts/) and
+// the built-in adapters for ranges and arrays (functors/sequence, functors/ndarray). The core knows
+// none of them.
 #ifndef PASHA_PASHA_H_
 #define PASHA_PASHA_H_
 
-#include "contexts/process_context.h"
-#include "contexts/serial_context.h"
-#include "contexts/thread_context.h"
-#include "pasha/array.h"
-#include "pasha/context.h"
+#include "contexts/processes/process_context.h"
+#include "contexts/serial/serial_context.h"
+#include "contexts/threads/thread_context.h"
+#include "functors/ndarray/ndarray.h"
+#include "functors/sequence/sequence.h"
+#include "pasha/core/array.h"
+#include "pasha/core/context.h"
+#include "pasha/core/errors.h"
+#include "pasha/core/functor.h"
+#include "pasha/core/helpers.h"
+#include "pasha/core/hooks.h"
+#include "pasha/core/options.h"
 #include "pasha/default_context.h"
-#include "pasha/errors.h"
-#include "pasha/functor.h"
-#include "pasha/helpers.h"
-#include "pasha/hooks.h"
-#include "pasha/ndarray.h"
-#include "pasha/options.h"
-#include "pasha/sequence.h"
 
 #endif  // PASHA_PASHA_H_

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "contexts/binding.h"
+#include "contexts/common/binding.h"
 
 namespace {
 

@@ -35,6 +35,9 @@ PROJECTED_CORES = 64
 
 FORK_SCALING_BALLASTS_MB = (0, 1024, 2048)
 
+# Whether Google Benchmark said its library is a debug build (Debian's libbenchmark is).
+DEBUG_LIBRARY_SEEN = [False]
+
 
 def run_part(binary, json_path, args, extra, done, total):
     """Runs one part of the benchmarks, printing progress; returns how many benchmarks it ran."""
@@ -42,12 +45,16 @@ def run_part(binary, json_path, args, extra, done, total):
                "--benchmark_repetitions=%d" % args.repetitions, "--benchmark_report_aggregates_only=true",
                "--benchmark_enable_random_interleaving=true", "--benchmark_min_time=%g" % args.min_time,
                "--benchmark_color=false"] + extra
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as bench:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as bench:
         for line in bench.stdout:
             if "_median" in line and line.startswith("BM_"):
                 done += 1
                 name = line.split()[0].replace("/real_time_median", "")
                 sys.stderr.write(f"[{done}/{total}] {name}  {' '.join(line.split()[1:3])}\n")
+            elif "Library was built as DEBUG" in line:
+                DEBUG_LIBRARY_SEEN[0] = True  # explained once, with the results
+            elif line.startswith("***WARNING***") or line.startswith("ERROR") or "error" in line.lower():
+                sys.stderr.write(line)
     if bench.returncode != 0:
         sys.exit(f"map_bench failed with exit code {bench.returncode}")
     return done
@@ -329,7 +336,12 @@ def main():
     if not results:
         sys.exit(f"no map_bench results in {json_path}")
     print(f"\nmachine: {context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz, "
-          f"{context.get('date', '')}; results in {json_path}\n")
+          f"{context.get('date', '')}; results in {json_path}")
+    if DEBUG_LIBRARY_SEEN[0] or context.get("library_build_type") == "debug":
+        print("(Google Benchmark warns that its library is a debug build: Debian's libbenchmark is. It only starts\n"
+              " and stops the timers and reports; what is timed, pasha and every peer, is compiled with -O3, and\n"
+              " the times are real time around each iteration, so the figures are not affected.)")
+    print()
     # The worker count the peers ran with on the tuning workloads (the fork-scaling part runs many more).
     workers = max((w for (workload, n), times in results.items() if workload in TUNING_WORKLOADS
                    for (impl, w) in times if impl in PEERS), default=2)

@@ -1,6 +1,6 @@
 // pasha::MpiContext: one map across the ranks of an MPI job (many nodes), each rank running its part
 // on a local context of its own (serial, threads or processes). Built on the backend contract
-// (pasha/backend.h) alone, as a third party would build it.
+// (pasha/core/backend.h) alone, as a third party would build it.
 //
 //   MPI_Init(&argc, &argv);
 //   {
@@ -67,7 +67,7 @@
 #include <string>
 #include <vector>
 
-#include "pasha/backend.h"
+#include "pasha/core/backend.h"
 
 namespace pasha {
 
@@ -91,7 +91,7 @@ class MpiContext final : public Context {
   int first_worker() const noexcept;
   Context& local() const noexcept;
 
-  // Internal (defined in mpi_context.cc).
+  // Internal (contexts/mpi/node_state.h, contexts/mpi/gather.h).
   struct State;
   struct Gather;
 
@@ -102,11 +102,6 @@ class MpiContext final : public Context {
 
  private:
   explicit MpiContext(std::shared_ptr<State> state);
-  // What making the arrays whole after `job` takes (see above); throws std::logic_error, before the
-  // map runs, for an array that cannot be made whole.
-  std::vector<Gather> plan_gathers(const backend::Job& job) const;
-  // Makes the arrays whole on every rank, after a successful map.
-  void run_gathers(const std::vector<Gather>& plan);
   std::shared_ptr<State> state_;
 };
 

@@ -370,6 +370,7 @@ TEST(MpiContextSetUp, ANullLocalContextIsAnInvalidArgument) {
 
 namespace pasha::conformance {
 INSTANTIATE_TEST_SUITE_P(Mpi, ContextConformance, ::testing::ValuesIn(MpiContexts()), MpiContextName{});
+INSTANTIATE_TEST_SUITE_P(Mpi, SingleCallerConformance, ::testing::ValuesIn(MpiContexts()), MpiContextName{});
 }  // namespace pasha::conformance
 
 // MPI is initialised before the tests are registered (the conformance names come from contexts,

@@ -17,10 +17,10 @@
 #include <utility>
 #include <vector>
 
-#include "contexts/serial_context.h"
+#include "contexts/serial/serial_context.h"
+#include "functors/xfel/testing/make_run.h"
 #include "functors/xfel/testing/temp_run.h"
 #include "functors/xfel/xfel.h"
-#include "functors/xfel/testing/make_run.h"
 
 namespace pasha::xfel {
 namespace {

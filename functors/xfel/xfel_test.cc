@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "contexts/serial_context.h"
+#include "contexts/serial/serial_context.h"
 #include "functors/xfel/detail/run_file.h"
-#include "functors/xfel/testing/temp_run.h"
 #include "functors/xfel/testing/make_run.h"
+#include "functors/xfel/testing/temp_run.h"
 
 namespace pasha::xfel {
 namespace {

@@ -1,11 +1,11 @@
 // A third-party context: runs each worker's share in turn on the calling thread, with heap memory.
-// It is written against pasha's backend contract alone (pasha/backend.h), as any context of your own
+// It is written against pasha's backend contract alone (pasha/core/backend.h), as any context of your own
 // would be, and passes pasha's conformance suite.
 #include <memory>
 #include <string>
 
 #include "conformance/conformance.h"
-#include "pasha/backend.h"
+#include "pasha/core/backend.h"
 
 namespace consumer {
 

@@ -5,7 +5,7 @@
 #include <mutex>
 
 #include "functors/xfel/format_error.h"
-#include "pasha/fork_safe_mutex.h"
+#include "pasha/core/fork_safe_mutex.h"
 
 namespace pasha::xfel::detail {
 namespace {

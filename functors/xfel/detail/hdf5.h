@@ -6,7 +6,7 @@
 //
 // Locking: every HDF5 call of pasha's is made under Hdf5Guard, one process-wide lock (Debian's
 // thread-safe HDF5 takes one global lock for every call anyway). The lock is fork-safe
-// (pasha/fork_safe_mutex.h): a fork waits for the HDF5 call in progress, so that a forked worker never
+// (pasha/core/fork_safe_mutex.h): a fork waits for the HDF5 call in progress, so that a forked worker never
 // inherits HDF5 in the middle of a call. Data of contiguous, unfiltered datasets is read without
 // HDF5 (RunFile::pread_rows), so reads on the hot path take no lock at all.
 #ifndef PASHA_FUNCTORS_XFEL_DETAIL_HDF5_H_

@@ -1,0 +1,155 @@
+#include "contexts/mpi/node_state.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <numeric>
+#include <stdexcept>
+#include <utility>
+
+namespace pasha::mpi {
+namespace {
+
+// Every k consecutive ranks a node (PASHA_MPI_RANKS_PER_NODE=k), or 0 for the OS's nodes.
+int simulated_ranks_per_node() {
+  const char* value = std::getenv("PASHA_MPI_RANKS_PER_NODE");
+  if (value == nullptr || *value == '\0') return 0;
+  const int k = std::atoi(value);
+  if (k < 1) throw std::invalid_argument(std::string("pasha::MpiContext: PASHA_MPI_RANKS_PER_NODE must be a positive number, got \"") + value + "\"");
+  return k;
+}
+
+}  // namespace
+
+const char* collective_name(std::int64_t code) {
+  switch (static_cast<Collective>(code)) {
+    case Collective::map:
+      return "map";
+    case Collective::alloc:
+      return "alloc";
+  }
+  return "an unknown call";
+}
+
+void check_mpi(int code, const char* call) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  throw std::runtime_error(std::string("pasha::MpiContext: ") + call + " failed: " + std::string(text, length));
+}
+
+bool mpi_finalized() noexcept {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  return finalized != 0;
+}
+
+
+std::shared_ptr<State> make_state(std::shared_ptr<Context> local, MPI_Comm communicator) {
+  if (!local) throw std::invalid_argument("pasha::MpiContext: the local context is null");
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized || mpi_finalized()) {
+    throw std::invalid_argument("pasha::MpiContext: MPI is not initialised: call MPI_Init (or MPI_Init_thread) first");
+  }
+  auto state = std::make_shared<State>();
+  state->local = std::move(local);
+  check_mpi(MPI_Comm_dup(communicator, &state->comm), "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(state->comm, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(state->comm, &state->rank);
+  MPI_Comm_size(state->comm, &state->num_ranks);
+
+  const int per_node = simulated_ranks_per_node();
+  if (per_node > 0) {
+    check_mpi(MPI_Comm_split(state->comm, state->rank / per_node, state->rank, &state->node), "MPI_Comm_split");
+  } else {
+    check_mpi(MPI_Comm_split_type(state->comm, MPI_COMM_TYPE_SHARED, state->rank, MPI_INFO_NULL, &state->node),
+              "MPI_Comm_split_type");
+  }
+  MPI_Comm_set_errhandler(state->node, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(state->node, &state->node_rank);
+  MPI_Comm_size(state->node, &state->node_size);
+  // A node is known by its lowest rank; nodes are ordered by it.
+  int node_key = 0;
+  check_mpi(MPI_Allreduce(&state->rank, &node_key, 1, MPI_INT, MPI_MIN, state->node), "MPI_Allreduce");
+  check_mpi(MPI_Comm_split(state->comm, state->node_rank == 0 ? 0 : MPI_UNDEFINED, node_key, &state->leaders),
+            "MPI_Comm_split");
+  if (state->leaders != MPI_COMM_NULL) MPI_Comm_set_errhandler(state->leaders, MPI_ERRORS_RETURN);
+
+  // Every rank's (node, rank in node, local workers): worker ids go node by node, rank by rank.
+  const int mine[3] = {node_key, state->node_rank, state->local->num_workers()};
+  std::vector<int> all(static_cast<std::size_t>(3 * state->num_ranks));
+  check_mpi(MPI_Allgather(mine, 3, MPI_INT, all.data(), 3, MPI_INT, state->comm), "MPI_Allgather");
+  std::vector<int> order(static_cast<std::size_t>(state->num_ranks));
+  std::iota(order.begin(), order.end(), 0);
+  const auto field = [&](int r, int k) { return all[static_cast<std::size_t>(3 * r + k)]; };
+  std::sort(order.begin(), order.end(), [&](int a, int b) {
+    return std::pair(field(a, 0), field(a, 1)) < std::pair(field(b, 0), field(b, 1));
+  });
+  state->first_worker_of_rank.assign(static_cast<std::size_t>(state->num_ranks), 0);
+  state->workers_of_rank.assign(static_cast<std::size_t>(state->num_ranks), 0);
+  long total = 0;
+  int previous_key = -1;
+  for (int r : order) {
+    if (field(r, 0) != previous_key) {
+      previous_key = field(r, 0);
+      state->first_worker_of_node.push_back(static_cast<int>(std::min<long>(total, INT_MAX)));
+      state->workers_of_node.push_back(0);
+    }
+    if (r == state->rank) state->node_index = static_cast<int>(state->first_worker_of_node.size()) - 1;
+    state->first_worker_of_rank[static_cast<std::size_t>(r)] = static_cast<int>(std::min<long>(total, INT_MAX));
+    state->workers_of_rank[static_cast<std::size_t>(r)] = field(r, 2);
+    state->workers_of_node.back() += field(r, 2);
+    total += field(r, 2);
+  }
+  state->num_nodes = static_cast<int>(state->first_worker_of_node.size());
+  state->total_workers = static_cast<int>(std::min<long>(total, static_cast<long>(kMaxWorkers) + 1));
+  return state;
+}
+
+Part part_of_map(int first_worker, int workers, int active) {
+  return {std::min(first_worker, active), std::clamp(active - first_worker, 0, workers)};
+}
+
+
+}  // namespace pasha::mpi
+
+namespace pasha {
+
+void MpiContext::State::agree(mpi::Collective what, std::int64_t first, std::int64_t second, const char* first_name,
+           const char* second_name, const std::string& second_text) {
+  const std::int64_t mine[] = {static_cast<std::int64_t>(what), sequence, first, second};
+  std::int64_t both[8];
+  for (int k = 0; k < 4; ++k) {
+    both[k] = mine[k];
+    both[4 + k] = -mine[k];
+  }
+  std::int64_t reduced[8];
+  mpi::check_mpi(MPI_Allreduce(both, reduced, 8, MPI_INT64_T, MPI_MAX, comm), "MPI_Allreduce");
+  ++sequence;
+  const auto lowest = [&](int k) { return -reduced[4 + k]; };
+  if (lowest(0) != reduced[0] || lowest(1) != reduced[1]) {
+    throw std::invalid_argument(std::string("pasha::MpiContext: the ranks are not in the same call: this rank is in ") +
+                                mpi::collective_name(static_cast<std::int64_t>(what)) +
+                                " (pasha collective #" + std::to_string(mine[1]) +
+                                "), another in " + mpi::collective_name(reduced[0] == mine[0] ? lowest(0) : reduced[0]) +
+                                " (#" + std::to_string(reduced[1] == mine[1] ? lowest(1) : reduced[1]) +
+                                "): every rank must make the same allocations and maps in the same order");
+  }
+  for (int k : {2, 3}) {
+    if (lowest(k) != reduced[k] && k == 3 && !second_text.empty()) {
+      throw std::invalid_argument(std::string("pasha::MpiContext: the ranks disagree on the ") + second_name +
+                                  " of this " + mpi::collective_name(static_cast<std::int64_t>(what)) +
+                                  "; this rank's is " + second_text);
+    }
+    if (lowest(k) != reduced[k]) {
+      throw std::invalid_argument(std::string("pasha::MpiContext: the ranks disagree on the ") +
+                                  (k == 2 ? first_name : second_name) + " of this " +
+                                  mpi::collective_name(static_cast<std::int64_t>(what)) + ": " +
+                                  std::to_string(lowest(k)) + " on some ranks, " + std::to_string(reduced[k]) +
+                                  " on others");
+    }
+  }
+}
+}  // namespace pasha

@@ -1,0 +1,152 @@
+#include "pasha/core/backend.h"
+
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <typeinfo>
+
+#include "pasha/core/detail/map_job.h"
+#include "pasha/core/detail/worker_identity.h"
+
+namespace pasha::backend {
+namespace {
+
+// A readable description of an exception: its what(), or a note that it has none.
+std::string describe(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception (not derived from std::exception)";
+  }
+}
+
+// The demangled type name of the exception being handled.
+std::string current_exception_type_name() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  return type == nullptr ? "unknown" : pasha::detail::readable_type_name(*type);
+}
+
+std::string failure_message(int worker_id, std::string_view what) {
+  return "pasha: worker " + std::to_string(worker_id) + " failed: " + std::string(what);
+}
+
+// Copies `text` into `destination` (null-terminated), cut to fit and ending in "..." if it is longer.
+void copy_truncated(char* destination, std::size_t capacity, std::string_view text) noexcept {
+  static constexpr std::string_view kEllipsis = "...";
+  if (text.size() < capacity) {
+    std::memcpy(destination, text.data(), text.size());
+    destination[text.size()] = '\0';
+    return;
+  }
+  const std::size_t keep = capacity - kEllipsis.size() - 1;
+  std::memcpy(destination, text.data(), keep);
+  std::memcpy(destination + keep, kEllipsis.data(), kEllipsis.size());
+  destination[capacity - 1] = '\0';
+}
+
+std::string_view text_of(const char* field, std::size_t capacity) noexcept { return {field, strnlen(field, capacity)}; }
+
+}  // namespace
+
+void run_worker(Context& context, Job& job, int worker_id, WorkerControl& control) {
+  const detail::WorkerIdScope scope(worker_id);
+  // Which thread runs the worker, while it does: a map waiting for its turn looks at it (Context::map).
+  std::atomic<pid_t>* slot =
+      worker_id >= 0 && worker_id < context.num_workers() ? &context.worker_threads_[static_cast<std::size_t>(worker_id)]
+                                                           : nullptr;
+  struct Registration {
+    std::atomic<pid_t>* slot;
+    explicit Registration(std::atomic<pid_t>* s) : slot(s) {
+      if (slot != nullptr) slot->store(detail::this_thread_id(), std::memory_order_release);
+    }
+    ~Registration() {
+      if (slot != nullptr) slot->store(0, std::memory_order_release);
+    }
+  } registration(slot);
+  const detail::MapHookSequence hooks(context.hooks_, job);
+  detail::run_between(
+      hooks.size(), [&](std::size_t i) { hooks[i].pre_worker(context, worker_id); },
+      [&] { job.run(worker_id, control); }, [&](std::size_t i) { hooks[i].post_worker(context, worker_id); });
+}
+
+void launch(Context& context, Job& job) {
+  if (job.num_active_workers() > context.num_workers()) {
+    throw std::invalid_argument("pasha::backend::launch: a job of " + std::to_string(job.num_active_workers()) +
+                                " workers on a context of " + std::to_string(context.num_workers()));
+  }
+  context.exclusively([&] { context.launch(job); });
+}
+
+std::shared_ptr<void> allocate(Context& context, const ArrayLayout& layout) { return context.allocate_array(layout); }
+
+void enter_worker_process(int worker_id) noexcept { detail::set_process_worker_id(worker_id); }
+
+void WorkerFailures::run(Context& context, Job& job, int worker_id, WorkerControl& control) noexcept {
+  try {
+    run_worker(context, job, worker_id, control);
+  } catch (...) {
+    record(worker_id, std::current_exception(), control);
+  }
+}
+
+void WorkerFailures::record(int worker_id, std::exception_ptr error, WorkerControl& control) noexcept {
+  errors_[static_cast<std::size_t>(worker_id)] = std::move(error);
+  control.cancelled.store(true, std::memory_order_relaxed);
+}
+
+void WorkerFailures::rethrow_lowest() const {
+  for (std::size_t worker = 0; worker < errors_.size(); ++worker) {
+    if (!errors_[worker]) continue;
+    const int worker_id = static_cast<int>(worker);
+    const std::string message = failure_message(worker_id, describe(errors_[worker]));
+    try {
+      std::rethrow_exception(errors_[worker]);
+    } catch (...) {
+      throw WorkerError(worker_id, message);  // nests the original
+    }
+  }
+}
+
+void ErrorRecord::record_current_exception() noexcept {
+  try {
+    record(current_exception_type_name(), describe(std::current_exception()));
+  } catch (...) {
+    record("unknown", "the worker failed, and ran out of memory describing why");
+  }
+}
+
+void ErrorRecord::record(std::string_view type, std::string_view text) noexcept {
+  copy_truncated(type_name, sizeof(type_name), type);
+  copy_truncated(message, sizeof(message), text);
+}
+
+std::string_view ErrorRecord::type_name_text() const noexcept { return text_of(type_name, sizeof(type_name)); }
+
+std::string_view ErrorRecord::message_text() const noexcept { return text_of(message, sizeof(message)); }
+
+void ErrorRecord::throw_worker_error(int worker_id) const {
+  try {
+    throw RemoteError(std::string(type_name_text()), std::string(message_text()));
+  } catch (...) {
+    throw WorkerError(worker_id, failure_message(worker_id, message_text()));
+  }
+}
+
+std::shared_ptr<void> allocate_heap(std::size_t bytes, std::size_t alignment) {
+  void* memory = nullptr;
+  // posix_memalign, not operator new: a failure is reported to us (under AddressSanitizer too)
+  // instead of ending the process.
+  if (const int error = posix_memalign(&memory, alignment, bytes == 0 ? 1 : bytes); error != 0) {
+    throw AllocationError("pasha: cannot allocate " + std::to_string(bytes) + " bytes: " + std::strerror(error));
+  }
+  return std::shared_ptr<void>(memory, [](void* p) { std::free(p); });
+}
+
+}  // namespace pasha::backend

@@ -1,0 +1,69 @@
+// pasha::ForkSafe<Mutex>: a mutex that a forked child finds unlocked, with the data it guards in a
+// consistent state. For state that a worker process (or a user's forked child) may touch after
+// fork(): a registry, a cache of open files, the default context. Part of the backend contract.
+//
+// Every ForkSafe mutex takes part in fork(): just before it (pthread_atfork's prepare) the forking
+// thread locks every one of them, so no other thread is inside one at the fork; after it the parent
+// unlocks them and the child starts them afresh (a recursive mutex remembers its owner's thread id,
+// which a fork changes, so the child could not unlock it). A fork therefore waits for the critical
+// sections in progress; keep them short, never call user code or fork() inside one, and never hold
+// two at once (their fork-time locking order is their creation order).
+#ifndef PASHA_CORE_FORK_SAFE_MUTEX_H_
+#define PASHA_CORE_FORK_SAFE_MUTEX_H_
+
+#include <mutex>
+#include <new>
+
+namespace pasha {
+
+namespace detail {
+
+// The part of ForkSafe that does not depend on the mutex type: membership in the process-wide list
+// that the fork handlers walk.
+class ForkSafeBase {
+ public:
+  ForkSafeBase(const ForkSafeBase&) = delete;
+  ForkSafeBase& operator=(const ForkSafeBase&) = delete;
+
+ protected:
+  ForkSafeBase() = default;
+  ~ForkSafeBase() = default;
+  // Joins (leaves) the list the fork handlers walk; called by ForkSafe once its mutex exists (before
+  // it goes), so that a fork in another thread never sees a mutex half made.
+  void enroll();
+  void withdraw();
+
+ private:
+  friend struct ForkSafeList;
+  virtual void lock_for_fork() = 0;
+  virtual void unlock_in_parent() = 0;
+  virtual void renew_in_child() = 0;
+  ForkSafeBase* previous_ = nullptr;
+  ForkSafeBase* next_ = nullptr;
+};
+
+}  // namespace detail
+
+// A Lockable (std::lock_guard, std::unique_lock) over `Mutex` (std::mutex, std::recursive_mutex).
+template <class Mutex = std::mutex>
+class ForkSafe final : public detail::ForkSafeBase {
+ public:
+  ForkSafe() { enroll(); }
+  ~ForkSafe() { withdraw(); }
+
+  void lock() { mutex_.lock(); }
+  bool try_lock() { return mutex_.try_lock(); }
+  void unlock() { mutex_.unlock(); }
+
+ private:
+  void lock_for_fork() override { mutex_.lock(); }
+  void unlock_in_parent() override { mutex_.unlock(); }
+  void renew_in_child() override { new (&mutex_) Mutex(); }
+  Mutex mutex_;
+};
+
+using ForkSafeMutex = ForkSafe<std::mutex>;
+
+}  // namespace pasha
+
+#endif  // PASHA_CORE_FORK_SAFE_MUTEX_H_

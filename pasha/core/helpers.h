@@ -1,0 +1,436 @@
+// Helpers that change what one map does around its kernel (EXtra-pasha's util.py): per-worker setup
+// and teardown, private per-worker copies of an array, and reductions. Each wraps a kernel and applies
+// to the map it is given to, in every context (worker processes included), and only to that map:
+//
+//   double total = 0;
+//   ctx.map(pasha::with_reduction(ctx, total, 0.0, std::plus<>(),
+//                                 [&](int, std::size_t i, double v, double& partial) { partial += v; }),
+//           values);
+//
+//   auto histogram = ctx.alloc<std::uint64_t>({256}, {.fill = 0});
+//   ctx.map(pasha::with_local_copies(ctx, histogram, std::plus<>(),
+//                                    [&](int, std::size_t i, std::uint8_t v, pasha::Array<std::uint64_t> mine) {
+//                                      ++mine[v];
+//                                    }),
+//           pixels);
+//
+//   ctx.map(pasha::with_init([&](int worker_id) { open_my_file(worker_id); },
+//           pasha::with_finalize(kernel, [&](int worker_id) { close_my_file(worker_id); })),
+//           inputs);
+//
+// When each runs (the rules of pasha/core/hooks.h, whose per-map hooks the helpers are): `init` in each
+// worker that gets work, before its first element; `finalize` in that worker after its last, also
+// when the map fails (like a destructor). Copies and partials are set up in their worker the same
+// way, and combined by the caller once the map has succeeded (its hooks' post_map included), in worker
+// order over the workers that got work; if the map fails at any step, the combining operation's own
+// included, the array or result is left as it was. They nest (with_init around
+// with_reduction around ...), up to 8 deep, like scopes: an outer helper's setup runs before an inner
+// one's and its teardown after, so with_init(open, with_finalize(kernel, close)) never closes what a
+// failed open did not open. A helper made for one context works only with maps of that context, and
+// with one map at a time: maps of the context called from several threads take turns (the context's
+// map lock, which covers the combine step), and a map nested in a kernel while another map has the
+// helper (a kernel of another worker, thread or process) throws std::logic_error; make one per map,
+// or reuse it for maps one after the other (also after a map whose worker process was killed).
+// Copies of a helper share its state, and so count as the same helper.
+// In a map started from inside a kernel (which runs inline on that worker) they run too, as for a
+// one-worker map.
+//
+// Helpers that combine (with_local_copies, with_reduction) need one caller: with an MpiContext of
+// several ranks they throw std::invalid_argument (use a per-worker array from alloc and combine it
+// after the map, on every rank).
+#ifndef PASHA_CORE_HELPERS_H_
+#define PASHA_CORE_HELPERS_H_
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <concepts>
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pasha/core/array.h"
+#include "pasha/core/context.h"
+#include "pasha/core/hooks.h"
+
+namespace pasha {
+namespace detail {
+
+// What every helper shares: the wrapped kernel, the hooks of the kernels inside it, the check that it
+// is used by its own context and by one map at a time.
+template <class Kernel>
+class KernelHelper : public MapHook {
+ public:
+  static constexpr bool pasha_kernel_is_generic = kIsGenericKernel<Kernel>;
+
+  // Const, so that a helper stored in a const variable still brings its hooks: what a map changes
+  // in it is mutable. This helper's hook comes before those of the kernels it wraps (outer scopes
+  // first).
+  void pasha_add_map_hooks(MapHookList& hooks) const {
+    hooks.add(const_cast<KernelHelper*>(this));
+    if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_add_map_hooks(hooks);
+  }
+  void pasha_prepare_results(Context& context) const {
+    if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_prepare_results(context);
+  }
+  void pasha_commit_results() const noexcept {
+    if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_commit_results();
+  }
+
+  void pre_map(Context& context) override {
+    if (context_ != nullptr && &context != context_) {
+      throw std::invalid_argument(std::string(name_) + ": made for another context object (a " + context_->name() +
+                                  " context of " + std::to_string(context_->num_workers()) +
+                                  " workers) than the one this map runs on (a " + context.name() + " context of " +
+                                  std::to_string(context.num_workers()) + " workers); make it with that one");
+    }
+    if (context_ != nullptr && context.num_callers() > 1) {
+      throw std::invalid_argument(std::string(name_) + ": not available with a context driven by " +
+                                  std::to_string(context.num_callers()) + " callers (" + context.name() +
+                                  "): each would combine the same partials");
+    }
+    take_map();
+  }
+  void post_map(Context&) override { std::atomic_ref<int>(in_map()).store(0); }
+
+ protected:
+  // A helper with arrays of `context` keeps its in-a-map flag in that context's memory, where the
+  // worker processes of a map nested in a kernel see it too; copies share it, as they share the
+  // arrays.
+  KernelHelper(const char* name, Context* context, Kernel kernel)
+      : name_(name),
+        context_(context),
+        kernel_(std::move(kernel)),
+        shared_in_map_(context != nullptr ? context->alloc<int>({}, {.fill = 0}) : Array<int>()) {}
+  KernelHelper(const KernelHelper& other)
+      : MapHook(other),
+        name_(other.name_),
+        context_(other.context_),
+        kernel_(other.kernel_),
+        shared_in_map_(other.shared_in_map_) {}
+  KernelHelper(KernelHelper&& other) noexcept(std::is_nothrow_move_constructible_v<Kernel>)
+      : MapHook(other),
+        name_(other.name_),
+        context_(other.context_),
+        kernel_(std::move(other.kernel_)),
+        shared_in_map_(other.shared_in_map_) {}
+  KernelHelper& operator=(const KernelHelper&) = delete;
+
+  const char* name_;
+  Context* context_;  // the context whose arrays the helper uses; nullptr when it uses none
+
+  mutable Kernel kernel_;
+
+ private:
+  // The process id of the map's caller between pre_map and post_map, 0 outside. Helpers without
+  // arrays (with_init, with_finalize) share nothing between maps, and keep it in the object (a copy
+  // starts outside any map).
+  int& in_map() const noexcept { return shared_in_map_.data() != nullptr ? *shared_in_map_.data() : local_in_map_; }
+
+  // Marks the helper as in a map of this process, or throws std::logic_error when a map of a live
+  // process has it. A worker process killed in a nested map (pasha kills a worker that does not
+  // stop after a sibling's failure) never ran post_map: its mark is taken over.
+  void take_map() const {
+    std::atomic_ref<int> holder(in_map());
+    const int self = static_cast<int>(::getpid());
+    int seen = 0;
+    while (!holder.compare_exchange_strong(seen, self)) {
+      const bool holder_gone = seen != self && ::kill(seen, 0) != 0 && errno == ESRCH;
+      if (!holder_gone) {
+        throw std::logic_error(std::string(name_) + ": already in a map; make one helper per map that runs at once");
+      }
+    }
+  }
+
+  Array<int> shared_in_map_;
+  alignas(std::atomic_ref<int>::required_alignment) mutable int local_in_map_ = 0;
+};
+
+// Per-worker storage of `shape` for a helper, with one view per worker made up front (so that a
+// kernel call costs no reference count), and which workers got work in the current map.
+template <class T>
+class PerWorkerArrays {
+ public:
+  PerWorkerArrays(Context& context, const Shape& shape, Order order)
+      : storage_(context.alloc<T>(shape, {.order = order, .per_worker = true})),
+        took_part_(context.alloc<int>({}, {.fill = 0, .per_worker = true})) {
+    const std::size_t worker_axis = order == Order::C ? 0 : storage_.ndim() - 1;
+    for (int w = 0; w < context.num_workers(); ++w) {
+      views_.push_back(storage_.slice(worker_axis, static_cast<std::size_t>(w)).unowned());
+    }
+  }
+
+  // A worker's slot. A map nested in a kernel of another context passes the outer worker's id, which
+  // may exceed this context's count: it takes slot id % count, which is free, because a helper serves
+  // one map at a time and a nested map runs on its calling worker alone.
+  const Array<T>& of(int worker_id) const noexcept { return views_[slot(worker_id)]; }
+  void forget_workers() const {
+    for (std::size_t w = 0; w < views_.size(); ++w) took_part_[w] = 0;
+  }
+  void mark(int worker_id) const { took_part_[slot(worker_id)] = 1; }
+  bool took_part(int worker_id) const { return took_part_[static_cast<std::size_t>(worker_id)] != 0; }
+  int num_workers() const noexcept { return static_cast<int>(views_.size()); }
+
+ private:
+  // Called for every element: no division unless the id is out of range.
+  std::size_t slot(int worker_id) const noexcept {
+    const auto id = static_cast<std::size_t>(worker_id);
+    return id < views_.size() ? id : id % views_.size();
+  }
+
+  Array<T> storage_;
+  Array<int> took_part_;
+  std::vector<Array<T>> views_;
+};
+
+// Element-wise over memory order, between Arrays of one shape and order and std::vectors of their
+// elements: into[e] = op(into[e], from[e]), and into[e] = from[e].
+template <class Into, class From, class Op>
+void combine_into(Into&& into, const From& from, Op& op) {
+  using T = std::remove_cvref_t<decltype(into[0])>;
+  const std::size_t n = from.size();
+  for (std::size_t e = 0; e < n; ++e) into[e] = static_cast<T>(op(into[e], from[e]));
+}
+
+template <class Into, class From>
+void copy_into(Into&& into, const From& from) noexcept {
+  const std::size_t n = from.size();
+  for (std::size_t e = 0; e < n; ++e) into[e] = from[e];
+}
+
+// The elements of `array` in memory order, in a new vector.
+template <class T>
+std::vector<T> copy_of(const Array<T>& array) {
+  std::vector<T> copy(array.size());
+  copy_into(copy, array);
+  return copy;
+}
+
+}  // namespace detail
+
+// init(worker_id) runs in each worker that gets work, before its first element of this map.
+template <class Init, class Kernel>
+class WithInit final : public detail::KernelHelper<Kernel> {
+ public:
+  WithInit(Init init, Kernel kernel) : detail::KernelHelper<Kernel>("pasha::with_init", nullptr, std::move(kernel)), init_(std::move(init)) {}
+
+  template <class... Values>
+    requires std::invocable<Kernel&, int, std::size_t, Values...>
+  void operator()(int worker_id, std::size_t index, Values&&... values) const {
+    this->kernel_(worker_id, index, std::forward<Values>(values)...);
+  }
+  void pre_worker(Context&, int worker_id) override { init_(worker_id); }
+
+ private:
+  mutable Init init_;
+};
+
+// finalize(worker_id) runs in each worker that got work, after its last element of this map (also
+// when the map fails).
+template <class Kernel, class Finalize>
+class WithFinalize final : public detail::KernelHelper<Kernel> {
+ public:
+  WithFinalize(Kernel kernel, Finalize finalize)
+      : detail::KernelHelper<Kernel>("pasha::with_finalize", nullptr, std::move(kernel)), finalize_(std::move(finalize)) {}
+
+  template <class... Values>
+    requires std::invocable<Kernel&, int, std::size_t, Values...>
+  void operator()(int worker_id, std::size_t index, Values&&... values) const {
+    this->kernel_(worker_id, index, std::forward<Values>(values)...);
+  }
+  void post_worker(Context&, int worker_id) override { finalize_(worker_id); }
+
+ private:
+  mutable Finalize finalize_;
+};
+
+// Each worker works on a private copy of `array`, made from it when the worker starts; the kernel
+// gets the copy as its last argument: kernel(worker_id, index, values..., pasha::Array<T> copy).
+// After the map, array[e] = combine(...combine(copy_a[e], copy_b[e])..., copy_z[e]) over the copies
+// of the workers that got work, in worker order. The copies start equal to the array, so with
+// std::plus start from zeros (or use with_reduction, whose partials start at an identity and which
+// adds them to what the array holds).
+template <class T, class Combine, class Kernel>
+class WithLocalCopies final : public detail::KernelHelper<Kernel> {
+ public:
+  WithLocalCopies(Context& context, Array<T> array, Combine combine, Kernel kernel)
+      : detail::KernelHelper<Kernel>("pasha::with_local_copies", &context, std::move(kernel)),
+        array_(std::move(array)),
+        copies_(context, Shape(array_.shape()), array_.order()),
+        combine_(std::move(combine)) {}
+
+  template <class... Values>
+    requires std::invocable<Kernel&, int, std::size_t, Values..., Array<T>>
+  void operator()(int worker_id, std::size_t index, Values&&... values) const {
+    this->kernel_(worker_id, index, std::forward<Values>(values)..., copies_.of(worker_id));
+  }
+  void pre_map(Context& context) override {
+    detail::KernelHelper<Kernel>::pre_map(context);
+    copies_.forget_workers();
+  }
+  void pre_worker(Context&, int worker_id) override {
+    detail::copy_into(copies_.of(worker_id), array_);
+    copies_.mark(worker_id);
+  }
+  void pasha_prepare_results(Context& context) const {
+    detail::KernelHelper<Kernel>::pasha_prepare_results(context);
+    combined_.reset();
+    for (int w = 0; w < copies_.num_workers(); ++w) {
+      if (!copies_.took_part(w)) continue;
+      if (!combined_) {
+        combined_ = detail::copy_of(copies_.of(w));
+      } else {
+        detail::combine_into(*combined_, copies_.of(w), combine_);
+      }
+    }
+  }
+  void pasha_commit_results() const noexcept {
+    detail::KernelHelper<Kernel>::pasha_commit_results();
+    if (combined_) detail::copy_into(array_, *combined_);
+    combined_.reset();
+  }
+
+ private:
+  Array<T> array_;
+  detail::PerWorkerArrays<T> copies_;
+  mutable Combine combine_;
+  mutable std::optional<std::vector<T>> combined_;  // between prepare and commit
+};
+
+// A reduction into `result` (OpenMP's reduction clause): each worker's partial, of the result's
+// shape, starts at `identity`; the kernel gets it as its last argument and folds its elements in:
+// kernel(worker_id, index, values..., pasha::Array<T> partial), or (..., T& partial) for a scalar
+// result. After the map, result = op(...op(op(result, partial_a), partial_b)..., partial_z) element by
+// element, over the workers that got work, in worker order.
+template <class T, class Op, class Kernel, bool kScalar>
+class WithReduction final : public detail::KernelHelper<Kernel> {
+  using Partial = std::conditional_t<kScalar, T&, Array<T>>;
+  using Result = std::conditional_t<kScalar, T*, Array<T>>;
+
+ public:
+  WithReduction(Context& context, Result result, T identity, Op op, Kernel kernel)
+      : detail::KernelHelper<Kernel>("pasha::with_reduction", &context, std::move(kernel)),
+        result_(std::move(result)),
+        partials_(context, result_shape(), result_order()),
+        identity_(std::move(identity)),
+        op_(std::move(op)) {}
+
+  template <class... Values>
+    requires std::invocable<Kernel&, int, std::size_t, Values..., Partial>
+  void operator()(int worker_id, std::size_t index, Values&&... values) const {
+    if constexpr (kScalar) {
+      this->kernel_(worker_id, index, std::forward<Values>(values)..., *partials_.of(worker_id).data());
+    } else {
+      this->kernel_(worker_id, index, std::forward<Values>(values)..., partials_.of(worker_id));
+    }
+  }
+  void pre_map(Context& context) override {
+    detail::KernelHelper<Kernel>::pre_map(context);
+    partials_.forget_workers();
+  }
+  void pre_worker(Context&, int worker_id) override {
+    const Array<T>& partial = partials_.of(worker_id);
+    std::fill(partial.begin(), partial.end(), identity_);
+    partials_.mark(worker_id);
+  }
+  void pasha_prepare_results(Context& context) const {
+    detail::KernelHelper<Kernel>::pasha_prepare_results(context);
+    if constexpr (kScalar) {
+      T value = *result_;
+      for (int w = 0; w < partials_.num_workers(); ++w) {
+        if (partials_.took_part(w)) value = static_cast<T>(op_(value, *partials_.of(w).data()));
+      }
+      combined_ = std::vector<T>{value};
+    } else {
+      std::vector<T> value = detail::copy_of(result_);
+      for (int w = 0; w < partials_.num_workers(); ++w) {
+        if (partials_.took_part(w)) detail::combine_into(value, partials_.of(w), op_);
+      }
+      combined_ = std::move(value);
+    }
+  }
+  void pasha_commit_results() const noexcept {
+    detail::KernelHelper<Kernel>::pasha_commit_results();
+    if (!combined_) return;
+    if constexpr (kScalar) {
+      *result_ = combined_->front();
+    } else {
+      detail::copy_into(result_, *combined_);
+    }
+    combined_.reset();
+  }
+
+ private:
+  Shape result_shape() const {
+    if constexpr (kScalar) {
+      return Shape{};
+    } else {
+      return Shape(result_.shape());
+    }
+  }
+  Order result_order() const {
+    if constexpr (kScalar) {
+      return Order::C;
+    } else {
+      return result_.order();
+    }
+  }
+
+  Result result_;
+  detail::PerWorkerArrays<T> partials_;
+  T identity_;
+  mutable Op op_;
+  mutable std::optional<std::vector<T>> combined_;  // between prepare and commit
+};
+
+template <class Init, class Kernel>
+WithInit<std::decay_t<Init>, std::decay_t<Kernel>> with_init(Init&& init, Kernel&& kernel) {
+  static_assert(std::invocable<std::decay_t<Init>&, int>, "pasha::with_init: init must be callable as init(int worker_id)");
+  return {std::forward<Init>(init), std::forward<Kernel>(kernel)};
+}
+
+template <class Kernel, class Finalize>
+WithFinalize<std::decay_t<Kernel>, std::decay_t<Finalize>> with_finalize(Kernel&& kernel, Finalize&& finalize) {
+  static_assert(std::invocable<std::decay_t<Finalize>&, int>,
+                "pasha::with_finalize: finalize must be callable as finalize(int worker_id)");
+  return {std::forward<Kernel>(kernel), std::forward<Finalize>(finalize)};
+}
+
+template <class T, class Combine, class Kernel>
+WithLocalCopies<T, std::decay_t<Combine>, std::decay_t<Kernel>> with_local_copies(Context& context, Array<T> array,
+                                                                                 Combine&& combine, Kernel&& kernel) {
+  static_assert(std::is_convertible_v<std::invoke_result_t<std::decay_t<Combine>&, T, T>, T>,
+                "pasha::with_local_copies: combine(T, T) must give a T");
+  return {context, std::move(array), std::forward<Combine>(combine), std::forward<Kernel>(kernel)};
+}
+
+template <class T, class Op, class Kernel>
+WithReduction<T, std::decay_t<Op>, std::decay_t<Kernel>, false> with_reduction(Context& context, Array<T> result,
+                                                                              std::type_identity_t<T> identity, Op&& op,
+                                                                              Kernel&& kernel) {
+  static_assert(std::is_convertible_v<std::invoke_result_t<std::decay_t<Op>&, T, T>, T>,
+                "pasha::with_reduction: op(T, T) must give a T");
+  return {context, std::move(result), std::move(identity), std::forward<Op>(op), std::forward<Kernel>(kernel)};
+}
+
+// A reduction into a scalar of the caller's (a local variable will do: the caller combines).
+template <class T, class Op, class Kernel>
+  requires std::is_trivially_copyable_v<T>
+WithReduction<T, std::decay_t<Op>, std::decay_t<Kernel>, true> with_reduction(Context& context, T& result,
+                                                                             std::type_identity_t<T> identity, Op&& op,
+                                                                             Kernel&& kernel) {
+  static_assert(std::is_convertible_v<std::invoke_result_t<std::decay_t<Op>&, T, T>, T>,
+                "pasha::with_reduction: op(T, T) must give a T");
+  return {context, &result, std::move(identity), std::forward<Op>(op), std::forward<Kernel>(kernel)};
+}
+
+}  // namespace pasha
+
+#endif  // PASHA_CORE_HELPERS_H_
