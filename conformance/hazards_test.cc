@@ -506,5 +506,88 @@ TEST(Reaping, TheCallerHoldsAPidfdForEveryWorkerBeforeItsFirstHookOrKernel) {
   }
 }
 
+// --- Every public member from any thread --------------------------------------------------------
+
+// wait_for_exited_workers() in one thread while another maps on the same context, as a threaded
+// program that reaps its own children would call it: both go on, nothing is corrupted, no worker is
+// left behind.
+TEST(ThreadSafety, WaitForExitedWorkersBesideMapsInAnotherThread) {
+  ProcessContext context(3);
+  std::atomic<bool> mapping{true};
+  std::thread reaper([&] {
+    while (mapping) context.wait_for_exited_workers();
+  });
+  {
+    Watchdog watchdog("200 maps beside wait_for_exited_workers", std::chrono::seconds(120));
+    for (int m = 0; m < 200; ++m) ASSERT_EQ(CountWrongVisits(context, 1, 300), 0) << "map " << m;
+  }
+  mapping = false;
+  reaper.join();
+  context.wait_for_exited_workers();
+  EXPECT_TRUE(child_pids().empty());
+}
+
+// --- Threads a kernel starts ---------------------------------------------------------------------
+
+// A kernel whose OpenMP loop maps, from each of its threads, on the context running the kernel: in a
+// worker process the maps run inline at once; in the caller's process they wait until pasha sees the
+// outer map's workers blocked, then run inline. Nothing hangs, every element is visited once. Each
+// kind runs in a fresh process: OpenMP's own thread pool does not survive a fork, so a process that
+// has used OpenMP cannot fork workers that use it again (a limit of libgomp, not of pasha).
+TEST(KernelThreads, OpenMpThreadsOfAKernelMapOnTheContextRunningIt) {
+  for (const std::string& kind : context_kind_names()) {
+    const int status = RunInChild(
+        [&] {
+          const std::shared_ptr<Context> context = make_context(kind, kind == "serial" ? 1 : 2);
+          auto visits = context->alloc<int>({2, 4, 8}, {.fill = 0});
+          context->map(
+              [&](int, std::size_t outer, int) {
+#pragma omp parallel for num_threads(4)
+                for (int t = 0; t < 4; ++t) {
+                  context->map(
+                      [&](int, std::size_t i, int) { std::atomic_ref<int>(visits(outer, t, i)).fetch_add(1); },
+                      std::views::iota(0, 8));
+                }
+              },
+              std::views::iota(0, 2));
+          return std::count(visits.begin(), visits.end(), 1) == 64 ? 0 : 1;
+        },
+        std::chrono::seconds(60));
+    EXPECT_EQ(status, 0) << kind << ": status " << status << " (142 is a hang)";
+  }
+}
+
+// --- Reaping by others -----------------------------------------------------------------------------
+
+std::atomic<int> reaped_by_handler{0};
+void ReapEveryChild(int) {
+  const int saved = errno;
+  while (waitpid(-1, nullptr, WNOHANG) > 0) reaped_by_handler.fetch_add(1);
+  errno = saved;
+}
+
+// A worker that dies while the program's own SIGCHLD handler reaps every child: the map still fails
+// at once, and its message names the signal or, when the handler took the status first, says so and
+// what to do.
+TEST(Reaping, AWorkerThatDiesWhileTheProgramsSigchldHandlerReapsIsReportedWithItsCause) {
+  struct sigaction reaper {}, previous {};
+  reaper.sa_handler = ReapEveryChild;
+  sigemptyset(&reaper.sa_mask);
+  ASSERT_EQ(sigaction(SIGCHLD, &reaper, &previous), 0);
+  {
+    ProcessContext context(2);
+    try {
+      context.map([](int w, std::size_t, int) { if (w == 1) raise(SIGSEGV); }, std::views::iota(0, 2));
+      ADD_FAILURE() << "no exception";
+    } catch (const WorkerError& e) {
+      EXPECT_EQ(e.worker_id(), 1);
+      EXPECT_THAT(e.what(), ::testing::AnyOf(HasSubstr("SIGSEGV"), HasSubstr("taken by a waitpid of the program's (a "
+                                                                            "SIGCHLD handler")));
+    }
+    EXPECT_EQ(CountWrongVisits(context, 3, 1000), 0);
+  }
+  sigaction(SIGCHLD, &previous, nullptr);
+}
+
 }  // namespace
 }  // namespace pasha::conformance

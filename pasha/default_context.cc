@@ -4,6 +4,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "contexts/processes/process_context.h"
 #include "contexts/serial/serial_context.h"
@@ -46,23 +47,33 @@ std::shared_ptr<Context> make_context(std::string_view name, std::optional<int> 
                               "\" (expected \"serial\", \"threads\" or \"processes\")");
 }
 
+// The slot's lock is fork-safe, so nothing that takes another fork-safe lock may run under it (a
+// context's construction and destruction do: their ForkSafe mutexes join and leave the list fork()
+// walks): contexts are made before the lock is taken and destroyed after it is let go.
 Context& default_context() {
   DefaultSlot& slot = default_slot();
   if (Context* context = slot.current.load(std::memory_order_acquire)) return *context;
-  std::lock_guard lock(slot.mutex);
-  if (!slot.owner) {
-    slot.owner = make_context("processes");
-    slot.current.store(slot.owner.get(), std::memory_order_release);
+  std::shared_ptr<Context> made = make_context("processes");
+  std::shared_ptr<Context> unused;  // destroyed after the lock, if another thread was first
+  {
+    std::lock_guard lock(slot.mutex);
+    if (!slot.owner) {
+      slot.owner = std::move(made);
+      slot.current.store(slot.owner.get(), std::memory_order_release);
+    } else {
+      unused = std::move(made);
+    }
+    return *slot.owner;
   }
-  return *slot.owner;
 }
 
 void set_default_context(std::shared_ptr<Context> context) {
   if (!context) throw std::invalid_argument("pasha: set_default_context got a null context");
   DefaultSlot& slot = default_slot();
+  std::shared_ptr<Context> replaced;  // destroyed after the lock
   std::lock_guard lock(slot.mutex);
   slot.current.store(context.get(), std::memory_order_release);
-  slot.owner = std::move(context);
+  replaced = std::exchange(slot.owner, std::move(context));
 }
 
 void set_default_context(std::string_view name, std::optional<int> num_workers) {

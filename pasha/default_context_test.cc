@@ -1,11 +1,18 @@
 #include "pasha/default_context.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "pasha/pasha.h"
@@ -77,6 +84,73 @@ TEST(DefaultContext, BadWorkerCountsAreInvalidArgumentsNamingTheCount) {
   }
   EXPECT_THROW(make_context("serial", 2), std::invalid_argument);
   EXPECT_THROW(set_default_context(std::shared_ptr<Context>()), std::invalid_argument);
+}
+
+// Runs `body` in a forked child and waits for it for at most `limit`: the child's exit status, or -1
+// when it had to be killed (a hang).
+template <class Body>
+int StatusOfChildWithin(Body&& body, std::chrono::seconds limit) {
+  const pid_t child = fork();
+  if (child == 0) _exit(body());
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (waitpid(child, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// One thread forks (as a process map or a user's own fork() does) while another replaces the default
+// context: fork()'s prepare handler takes the fork-safe locks in one order, the replacement must never
+// take them in the other.
+TEST(DefaultContextAndFork, ReplacingTheDefaultWhileAnotherThreadForksNeverDeadlocks) {
+  const int status = StatusOfChildWithin(
+      [] {
+        std::atomic<bool> running{true};
+        std::thread forker([&] {
+          while (running) {
+            const pid_t grandchild = fork();
+            if (grandchild == 0) _exit(0);
+            waitpid(grandchild, nullptr, 0);
+          }
+        });
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+          set_default_context(i % 2 == 0 ? "processes" : "threads", 1);
+        }
+        running = false;
+        forker.join();
+        return 0;
+      },
+      std::chrono::seconds(60));
+  EXPECT_EQ(status, 0) << (status == -1 ? "deadlock: the child hung" : "the child failed");
+}
+
+TEST(DefaultContextAndFork, TheFirstDefaultContextIsMadeWhileAnotherThreadForksWithoutDeadlock) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    const int status = StatusOfChildWithin(
+        [] {
+          std::atomic<bool> running{true};
+          std::thread forker([&] {
+            while (running) {
+              const pid_t grandchild = fork();
+              if (grandchild == 0) _exit(0);
+              waitpid(grandchild, nullptr, 0);
+            }
+          });
+          const int workers = default_context().num_workers();
+          running = false;
+          forker.join();
+          return workers > 0 ? 0 : 1;
+        },
+        std::chrono::seconds(30));
+    ASSERT_EQ(status, 0) << "attempt " << attempt << (status == -1 ? ": deadlock, the child hung" : "");
+  }
 }
 
 TEST(DefaultContext, AllocOfMoreMemoryThanTheMachineHasIsAClearError) {

@@ -71,6 +71,7 @@ std::vector<Gather> plan_gathers(const State& state, const backend::Job& job) {
   const bool indexed = job.num_elements() != backend::Job::kUnknownSize;
   for (const auto& [id, window] : state.windows) {
     const backend::ArrayLayout& layout = window.layout;
+    if (job.writes().said() && !job.writes().includes(window.data, window.data + layout.bytes)) continue;
     const std::size_t ndim = layout.shape.ndim();
     Gather g;
     g.data = window.data;

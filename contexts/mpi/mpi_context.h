@@ -32,8 +32,11 @@
 //   - index-aligned arrays: arrays whose first axis has the map's length, after a map over an indexed
 //     functor: row i comes from the node whose worker visited index i (in C order a row is contiguous;
 //     in F order it is gathered as a strided MPI type, which is slower).
-// Every other array is left as its node wrote it. Gathering costs one MPI_Allgatherv among node
-// leaders per array and map, never per element, and nothing when every rank is on one node. When the
+// Every other array is left as its node wrote it. A map that says which arrays its kernels write
+// (`ctx.map(kernel, input, {.writes = pasha::writes(out, partial)})`) makes only those whole, and
+// `pasha::writes()` none: an input array the context allocated is then not sent again after every map.
+// Gathering costs one MPI_Allgatherv among node leaders per array and map, never per element, and
+// nothing when every rank is on one node. When the
 // functor's shares of one node are not one contiguous range of indices, a live array with the map's
 // length along its first axis cannot be made whole: the map throws std::logic_error on every rank
 // before any kernel runs (as it does for rows too long for MPI's int counts). Arrays are released
@@ -58,6 +61,10 @@
 // Threads: pasha calls MPI from the thread that constructs the context, allocates and calls map
 // (MPI_THREAD_FUNNELED is enough when that is one thread), never from workers. Destroy the context and
 // its arrays before MPI_Finalize.
+//
+// Progress (MapOptions::progress): rank 0 reports; while the map runs it counts its node's elements
+// and shows them scaled to the whole map (nodes are assumed to progress alike), and its last line,
+// once the map has succeeded, counts every node's.
 #ifndef PASHA_CONTEXTS_MPI_MPI_CONTEXT_H_
 #define PASHA_CONTEXTS_MPI_MPI_CONTEXT_H_
 

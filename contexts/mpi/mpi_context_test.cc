@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <numeric>
 #include <ranges>
@@ -127,6 +129,58 @@ TEST_P(MpiMaps, PerWorkerArraysAreWholeOnEveryRankAfterMap) {
   }
   EXPECT_EQ(count, n);
   EXPECT_EQ(sum, std::int64_t{n} * (n - 1) / 2);
+}
+
+TEST_P(MpiMaps, OnlyTheArraysAMapSaysItWritesAreMadeWhole) {
+  constexpr std::size_t n = 10'000;
+  // Both arrays have the map's length, so by default both are made whole after a map. The kernel
+  // marks both, but says it writes `out` only: `scratch` keeps what its node wrote.
+  auto scratch = context().alloc<int>(n, {.fill = 0});
+  auto out = context().alloc<double>(n, {.fill = -1});
+  const auto mark_both = [&](int, std::size_t i, int) {
+    out[i] = static_cast<double>(i);
+    scratch[i] = 1;
+  };
+  context().map(mark_both, std::views::iota(0, static_cast<int>(n)), {.writes = writes(out)});
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], static_cast<double>(i)) << "index " << i;
+  const auto marked = std::count(scratch.begin(), scratch.end(), 1);
+  if (context().num_nodes() > 1) {
+    EXPECT_LT(marked, static_cast<std::ptrdiff_t>(n)) << "an array the map did not name was made whole";
+  } else {
+    EXPECT_EQ(marked, static_cast<std::ptrdiff_t>(n));
+  }
+  // Without .writes, both are.
+  context().map(mark_both, std::views::iota(0, static_cast<int>(n)));
+  EXPECT_EQ(std::count(scratch.begin(), scratch.end(), 1), static_cast<std::ptrdiff_t>(n));
+  // pasha::writes() names none: `out` keeps what each node wrote.
+  std::fill(out.begin(), out.end(), -1.0);
+  MPI_Barrier(MPI_COMM_WORLD);
+  context().map(mark_both, std::views::iota(0, static_cast<int>(n)), {.writes = writes()});
+  const auto written = std::count_if(out.begin(), out.end(), [](double v) { return v >= 0; });
+  EXPECT_EQ(written == static_cast<std::ptrdiff_t>(n), context().num_nodes() == 1);
+}
+
+TEST_P(MpiMaps, TheProgressReportCountsTheElementsOfEveryNode) {
+  // Rank 0 reports; its last line counts every node's elements, not its own node's.
+  char path[] = "/tmp/pasha_mpi_progress_XXXXXX";
+  const int file = mkstemp(path);
+  ASSERT_GE(file, 0);
+  std::fflush(stderr);
+  const int saved = dup(STDERR_FILENO);
+  dup2(file, STDERR_FILENO);
+  context().map([](int, std::size_t, int) {}, std::views::iota(0, 1000), {.progress = true});
+  std::fflush(stderr);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  close(file);
+  unlink(path);
+  if (context().rank() == 0) {
+    EXPECT_THAT(text.substr(text.rfind("pasha: ")), HasSubstr("100%  1000/1000")) << text;
+  } else {
+    EXPECT_EQ(text, "");
+  }
 }
 
 TEST_P(MpiMaps, TheDynamicScheduleVisitsEveryIndexOnceAcrossRanks) {

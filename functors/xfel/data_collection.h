@@ -100,6 +100,10 @@ class SourceData;
 // An indexed pasha functor: kernel(worker_id, index, train_id, const TrainData&).
 class DataCollection {
  public:
+  // Copies share the run. Moving is copying: a handle that was moved from stays whole and usable.
+  DataCollection(const DataCollection&) = default;
+  DataCollection& operator=(const DataCollection&) = default;
+
   const std::vector<std::uint64_t>& train_ids() const noexcept { return train_ids_; }
   // The files of the run, sorted by path.
   std::vector<std::string> files() const;

@@ -26,6 +26,10 @@ namespace pasha::xfel {
 template <class T>
 class KeyData {
  public:
+  // Copies share the run. Moving is copying: a handle that was moved from stays whole and usable.
+  KeyData(const KeyData&) = default;
+  KeyData& operator=(const KeyData&) = default;
+
   const std::string& source() const noexcept { return source_; }
   const std::string& key() const noexcept { return key_; }
   const std::vector<std::uint64_t>& train_ids() const noexcept { return collection_.train_ids(); }

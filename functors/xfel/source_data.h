@@ -50,6 +50,10 @@ class SourceTrain {
 // run[source]). An indexed pasha functor: kernel(worker_id, index, train_id, const SourceTrain&).
 class SourceData {
  public:
+  // Copies share the run. Moving is copying: a handle that was moved from stays whole and usable.
+  SourceData(const SourceData&) = default;
+  SourceData& operator=(const SourceData&) = default;
+
   const std::string& source() const noexcept { return source_; }
   const std::vector<std::string>& keys() const noexcept { return keys_; }
   const std::vector<std::uint64_t>& train_ids() const noexcept { return collection_.train_ids(); }

@@ -97,6 +97,25 @@ TEST(XfelRunDirectory, ListsSourcesKeysAndTheSortedUnionOfTrainIds) {
   EXPECT_THROW(dc.keys_for_source("NO/SUCH/SOURCE"), std::invalid_argument);
 }
 
+TEST(XfelRunDirectory, CollectionsKeyDataAndSourceDataThatWereMovedFromStayWhole) {
+  const TempRun run = make_temp_run("moved");
+  DataCollection dc = RunDirectory(run.dir);
+  const DataCollection moved_to = std::move(dc);
+  EXPECT_EQ(dc.train_ids(), moved_to.train_ids());
+  EXPECT_EQ(dc.all_sources(), moved_to.all_sources());
+  auto kd = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  const auto kd_moved_to = std::move(kd);
+  EXPECT_EQ(kd.shape(), kd_moved_to.shape());
+  EXPECT_EQ(kd.size(), kd_moved_to.size());
+  SourceData sd = dc.source_data(mock::kCamera);
+  const SourceData sd_moved_to = std::move(sd);
+  EXPECT_EQ(sd.keys(), sd_moved_to.keys());
+  SerialContext context;
+  std::size_t trains = 0;
+  context.map([&](int, std::size_t, std::uint64_t, const Array<std::uint16_t>&) { ++trains; }, kd);
+  EXPECT_EQ(trains, kd.size());
+}
+
 TEST(XfelKeyData, ShapeCountsAndNdarrayMatchTheWrittenValuesAcrossSequenceFiles) {
   const mock::RunSpec spec;
   const TempRun run = make_temp_run("keydata", spec);

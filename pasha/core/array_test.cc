@@ -1,7 +1,11 @@
 #include "pasha/core/array.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
 #include <memory>
 #include <numeric>
 #include <stdexcept>
@@ -208,6 +212,63 @@ TEST(AxisNames, AWrongCountOrARepeatedNameIsInvalidArgument) {
   }
   const std::vector<std::string> at_run_time{"module", "pixel"};
   EXPECT_EQ(a.named(at_run_time).axis("pixel"), 1u);
+}
+
+TEST(Array, AMovedFromHandleIsEmptyAndTheOtherOwnsTheMemory) {
+  auto memory = std::make_shared<std::vector<int>>(12, 7);
+  Array<int> a(memory, memory->data(), {3, 4}, Order::C);
+  a = a.named({"row", "column"});
+  memory.reset();
+  Array<int> b = std::move(a);
+  EXPECT_EQ(a.size(), 0u);
+  EXPECT_EQ(a.data(), nullptr);
+  EXPECT_EQ(a.ndim(), 1u);
+  EXPECT_FALSE(a.has_axis_names());
+  EXPECT_EQ(a.begin(), a.end());
+  EXPECT_EQ(b.size(), 12u);
+  EXPECT_EQ(b(2, 3), 7);
+  EXPECT_EQ(b.axis("column"), 1u);
+
+  Array<int> c;
+  c = std::move(b);
+  EXPECT_EQ(b.size(), 0u);
+  EXPECT_EQ(b.data(), nullptr);
+  EXPECT_EQ(c(1, 1), 7);
+  c = std::move(c);  // a self-move leaves it as it was
+  EXPECT_EQ(c.size(), 12u);
+}
+
+TEST(Array, ADefaultConstructedArrayIsEmpty) {
+  const Array<double> a;
+  EXPECT_EQ(a.size(), 0u);
+  EXPECT_TRUE(a.empty());
+  EXPECT_EQ(a.data(), nullptr);
+  EXPECT_THROW(static_cast<void>(static_cast<double&>(a)), std::logic_error);
+}
+
+// Resident memory of this process, in bytes.
+std::size_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+
+TEST(AxisNames, TheNamesGoWithTheLastArrayThatUsesThem) {
+  // 300,000 short-lived arrays, each with a name of its own: no name may outlive its arrays.
+  std::vector<int> data(8);
+  const auto make_and_drop = [&](int first, int count) {
+    for (int i = first; i < first + count; ++i) {
+      const Array<int> a = Array<int>(nullptr, data.data(), {2, 4}, Order::C).named({"module_" + std::to_string(i), ""});
+      const Array<int> row = a.slice(1, 0);  // a sub-array's list of names too
+      ASSERT_EQ(row.axis("module_" + std::to_string(i)), 0u);
+    }
+  };
+  make_and_drop(0, 10'000);  // warm up the allocator
+  const std::size_t before = ResidentBytes();
+  make_and_drop(10'000, 300'000);
+  const std::size_t grown = ResidentBytes() - std::min(ResidentBytes(), before);
+  EXPECT_LT(grown, std::size_t{16} << 20) << "resident memory grew by " << (grown >> 20) << " MiB";
 }
 
 }  // namespace

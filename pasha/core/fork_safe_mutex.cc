@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <new>
 
 namespace pasha::detail {
@@ -42,7 +44,27 @@ struct ForkSafeList {
   }
 };
 
+namespace {
+
+thread_local int held_by_this_thread = 0;
+
+// Making or destroying a ForkSafe mutex while holding one: the lock order fork()'s prepare handler
+// reverses. Rare, timing-dependent as a deadlock, certain as a bug: said once, loudly.
+void check_no_fork_safe_mutex_held(const char* what) noexcept {
+  if (held_by_this_thread == 0) return;
+  std::fprintf(stderr,
+               "pasha: a ForkSafe mutex was %s while the thread held another (%d held): a fork in another "
+               "thread could deadlock with it. This is a bug in pasha or in a context built on it.\n",
+               what, held_by_this_thread);
+  std::abort();
+}
+
+}  // namespace
+
+void ForkSafeBase::count_held(int change) noexcept { held_by_this_thread += change; }
+
 void ForkSafeBase::enroll() {
+  check_no_fork_safe_mutex_held("made");
   ForkSafeList& list = ForkSafeList::instance();
   std::lock_guard lock(list.mutex);
   previous_ = list.last;
@@ -51,6 +73,7 @@ void ForkSafeBase::enroll() {
 }
 
 void ForkSafeBase::withdraw() {
+  check_no_fork_safe_mutex_held("destroyed");
   ForkSafeList& list = ForkSafeList::instance();
   std::lock_guard lock(list.mutex);
   (previous_ != nullptr ? previous_->next_ : list.first) = next_;

@@ -7,7 +7,11 @@
 // unlocks them and the child starts them afresh (a recursive mutex remembers its owner's thread id,
 // which a fork changes, so the child could not unlock it). A fork therefore waits for the critical
 // sections in progress; keep them short, never call user code or fork() inside one, and never hold
-// two at once (their fork-time locking order is their creation order).
+// two at once (their fork-time locking order is their creation order). Making or destroying a
+// ForkSafe mutex takes the lock of the list the fork handlers walk, in the other order: it must not
+// happen while the thread holds a ForkSafe mutex, or a fork in another thread could deadlock with it.
+// pasha checks this rule on every ForkSafe mutex made or destroyed, and ends the process with a
+// message naming it when it is broken (a deadlock waiting to happen, not a recoverable error).
 #ifndef PASHA_CORE_FORK_SAFE_MUTEX_H_
 #define PASHA_CORE_FORK_SAFE_MUTEX_H_
 
@@ -29,9 +33,12 @@ class ForkSafeBase {
   ForkSafeBase() = default;
   ~ForkSafeBase() = default;
   // Joins (leaves) the list the fork handlers walk; called by ForkSafe once its mutex exists (before
-  // it goes), so that a fork in another thread never sees a mutex half made.
+  // it goes), so that a fork in another thread never sees a mutex half made. Checks that the calling
+  // thread holds no ForkSafe mutex.
   void enroll();
   void withdraw();
+  // Counts the ForkSafe mutexes the calling thread holds.
+  static void count_held(int change) noexcept;
 
  private:
   friend struct ForkSafeList;
@@ -51,9 +58,19 @@ class ForkSafe final : public detail::ForkSafeBase {
   ForkSafe() { enroll(); }
   ~ForkSafe() { withdraw(); }
 
-  void lock() { mutex_.lock(); }
-  bool try_lock() { return mutex_.try_lock(); }
-  void unlock() { mutex_.unlock(); }
+  void lock() {
+    mutex_.lock();
+    count_held(1);
+  }
+  bool try_lock() {
+    if (!mutex_.try_lock()) return false;
+    count_held(1);
+    return true;
+  }
+  void unlock() {
+    count_held(-1);
+    mutex_.unlock();
+  }
 
  private:
   void lock_for_fork() override { mutex_.lock(); }

@@ -15,6 +15,7 @@
 
 #include "pasha/core/array.h"
 #include "pasha/core/functor.h"
+#include "pasha/core/options.h"
 
 namespace pasha {
 
@@ -93,6 +94,10 @@ class Job {
     if (caller_check_ != nullptr) (*caller_check_)();
   }
 
+  // The arrays this map's kernels write, as the caller said (MapOptions::writes): a context that
+  // copies results between address spaces copies only these when the caller said.
+  const WrittenArrays& writes() const noexcept { return writes_ != nullptr ? *writes_ : kNotSaid; }
+
   // The hooks of this map alone (the helpers of pasha/core/helpers.h bring them), called after the
   // context's own hooks: pre_* in this order, post_* in reverse. Contexts need not look at them:
   // Context::map and backend::run_worker call them.
@@ -108,6 +113,7 @@ class Job {
     map_hooks_ = job.map_hooks_;
     num_map_hooks_ = job.num_map_hooks_;
     caller_check_ = job.caller_check_;
+    writes_ = job.writes_;
   }
 
   // For a job that runs part of another (MpiContext's rank part): checks the caller as that one does.
@@ -119,6 +125,10 @@ class Job {
   std::array<MapHook*, kMaxMapHooks> map_hooks_{};
   std::size_t num_map_hooks_ = 0;
   const std::function<void()>* caller_check_ = nullptr;  // null: none
+  const WrittenArrays* writes_ = nullptr;                // null: not said
+
+ private:
+  static inline const WrittenArrays kNotSaid{};
 };
 
 }  // namespace backend

@@ -13,6 +13,7 @@
 #include <ranges>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "pasha/core/array.h"
 
@@ -64,6 +65,53 @@ struct AllocLikeOptions {
   AxisNames axes;
 };
 
+// The arrays a map's kernels write (MapOptions::writes), named by the memory they view. For contexts
+// that copy results between address spaces that share no memory (an MpiContext across nodes), which
+// then copy only these. Made by pasha::writes.
+class WrittenArrays {
+ public:
+  // Not said: a context assumes any array may be written.
+  WrittenArrays() = default;
+
+  bool said() const noexcept { return said_; }
+  // Whether the memory [begin, end) holds elements of an array named here.
+  bool includes(const void* begin, const void* end) const noexcept {
+    const auto* b = static_cast<const unsigned char*>(begin);
+    const auto* e = static_cast<const unsigned char*>(end);
+    for (const auto& [first, last] : spans_) {
+      if (static_cast<const unsigned char*>(first) < e && b < static_cast<const unsigned char*>(last)) return true;
+    }
+    return false;
+  }
+
+ private:
+  template <class... T>
+  friend WrittenArrays writes(const Array<T>&... arrays);
+  bool said_ = false;
+  std::vector<std::pair<const void*, const void*>> spans_;  // [first byte, past the last) of each array
+};
+
+// The memory an array's elements lie in: from its first element to past its last.
+template <class T>
+std::pair<const void*, const void*> memory_span(const Array<T>& array) {
+  if (array.empty()) return {array.data(), array.data()};
+  std::ptrdiff_t last = 0;
+  for (std::size_t axis = 0; axis < array.ndim(); ++axis) {
+    last += static_cast<std::ptrdiff_t>(array.shape()[axis] - 1) * array.strides()[axis];
+  }
+  return {array.data(), array.data() + last + 1};
+}
+
+// The arrays a map writes, for MapOptions::writes: pasha::writes(out, partial); pasha::writes() says
+// that it writes none that a context would copy back.
+template <class... T>
+WrittenArrays writes(const Array<T>&... arrays) {
+  WrittenArrays written;
+  written.said_ = true;
+  (written.spans_.push_back(memory_span(arrays)), ...);
+  return written;
+}
+
 // How a map hands elements to workers.
 enum class Schedule {
   // Worker w gets one contiguous share, sizes differing by at most one. The default.
@@ -91,6 +139,10 @@ struct MapOptions {
   // KeyboardInterrupt from it on Ctrl-C). It must not call pasha. Workers that are threads stop at
   // their next look at the cancel flag, worker processes are killed at once.
   std::function<void()> interrupt_check;
+  // The arrays the kernels write, when a context copies results between address spaces (an
+  // MpiContext across nodes makes only these whole after the map): `.writes = pasha::writes(out)`.
+  // Left out, every array such a context can make whole is. Other contexts ignore it.
+  WrittenArrays writes;
 };
 
 namespace detail {

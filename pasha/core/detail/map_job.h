@@ -228,6 +228,7 @@ class MapJob final : public MapJobBase {
   // Throws std::invalid_argument for a dynamic schedule of a functor that is not indexed.
   MapJob(F& functor, Kernel& kernel, int num_workers, const MapOptions& options) : functor_(functor), kernel_(kernel) {
     if (options.interrupt_check) caller_check_ = &options.interrupt_check;
+    writes_ = &options.writes;
     if constexpr (KernelWithMapHooks<Kernel>) {
       MapHookList hooks;
       kernel.pasha_add_map_hooks(hooks);

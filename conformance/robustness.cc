@@ -1,0 +1,170 @@
+// The conformance suite, part three: what threads a kernel starts, handles that were moved from and
+// hooks that fail must not break, in any context.
+#include <gmock/gmock.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <numeric>
+#include <ranges>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "conformance/conformance.h"
+#include "functors/ndarray/ndarray.h"
+#include "functors/sequence/sequence.h"
+#include "pasha/core/array.h"
+#include "pasha/core/context.h"
+#include "pasha/core/errors.h"
+#include "pasha/core/helpers.h"
+#include "pasha/core/hooks.h"
+
+namespace pasha::conformance {
+namespace {
+
+using ::testing::HasSubstr;
+
+// --- Maps from threads a kernel started -----------------------------------------------------------
+
+// Every worker's kernel starts a thread (as std::async, OpenMP or a library's pool would) that maps on
+// the context running the kernel, and waits for it. The inner maps run, each as one of the outer
+// map's workers; nothing hangs.
+TEST_P(ContextConformance, AMapFromAThreadAKernelStartedRunsAsOneOfTheMapsWorkers) {
+  const int n = context().num_workers();
+  auto inner_visits = context().alloc<int>({static_cast<std::size_t>(n), 10}, {.fill = 0});
+  auto inner_workers = context().alloc<int>({static_cast<std::size_t>(n), 10}, {.fill = -1});
+  context().map(
+      [&](int, std::size_t outer, int) {
+        std::async(std::launch::async, [&] {
+          context().map(
+              [&](int worker, std::size_t inner, int) {
+                inner_visits(outer, inner) += 1;
+                inner_workers(outer, inner) = worker;
+              },
+              std::views::iota(0, 10));
+        }).get();
+      },
+      std::views::iota(0, n));
+  for (std::size_t outer = 0; outer < static_cast<std::size_t>(n); ++outer) {
+    for (std::size_t inner = 0; inner < 10; ++inner) {
+      EXPECT_EQ(inner_visits(outer, inner), 1) << outer << ", " << inner;
+      EXPECT_GE(inner_workers(outer, inner), 0);
+      EXPECT_LT(inner_workers(outer, inner), n);
+    }
+  }
+}
+
+TEST_P(ContextConformance, AnExceptionInAMapFromAThreadAKernelStartedReachesThatKernel) {
+  auto caught = context().alloc<int>({}, {.fill = 0});
+  context().map(
+      [&](int, std::size_t, int) {
+        try {
+          std::async(std::launch::async, [&] {
+            context().map([](int, std::size_t, int) { throw std::runtime_error("inner"); }, std::views::iota(0, 3));
+          }).get();
+        } catch (const std::runtime_error& e) {
+          if (std::string(e.what()) == "inner") *caught.data() = 1;
+        }
+      },
+      std::views::iota(0, 1));
+  EXPECT_EQ(*caught.data(), 1);
+}
+
+// --- Handles that were moved from ----------------------------------------------------------------
+
+TEST_P(ContextConformance, AMovedFromArrayIsEmptyAndMapsToNothing) {
+  Array<double> a = context().alloc<double>(1000, {.fill = 1.0});
+  Array<double> b = std::move(a);
+  EXPECT_EQ(a.size(), 0u);
+  EXPECT_EQ(a.data(), nullptr);
+  b = Array<double>();  // the memory goes with the last real handle
+  auto calls = context().alloc<int>({}, {.fill = 0, .per_worker = true});
+  context().map([&](int w, std::size_t, double) { calls[static_cast<std::size_t>(w)] += 1; }, a);
+  EXPECT_EQ(std::accumulate(calls.begin(), calls.end(), 0), 0);
+}
+
+// --- Hooks that fail after the workers ----------------------------------------------------------
+
+// A context hook whose post_map throws the first time it runs.
+class FailingPostMapOnce : public MapHook {
+ public:
+  void post_map(Context&) override {
+    if (!failed_.exchange(true)) throw std::runtime_error("post_map failed");
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+};
+
+TEST_P(SingleCallerConformance, AMapWhosePostMapHookFailsLeavesAReductionAsItWas) {
+  context().add_hook(std::make_shared<FailingPostMapOnce>());
+  double total = 5.0;
+  const auto sum = with_reduction(context(), total, 0.0, std::plus<>(),
+                                  [](int, std::size_t, int v, double& partial) { partial += v; });
+  EXPECT_THROW(context().map(sum, std::views::iota(0, 100)), std::runtime_error);
+  EXPECT_EQ(total, 5.0) << "the failed map combined its partials";
+  context().map(sum, std::views::iota(0, 100));  // the retry counts each element once
+  EXPECT_EQ(total, 5.0 + 4950.0);
+}
+
+TEST_P(SingleCallerConformance, AMapWhosePostMapHookFailsLeavesLocalCopiesUncombined) {
+  context().add_hook(std::make_shared<FailingPostMapOnce>());
+  auto histogram = context().alloc<long>(4, {.fill = 0});
+  const auto count = with_local_copies(context(), histogram, std::plus<>(),
+                                       [](int, std::size_t, int v, Array<long> mine) { mine[static_cast<std::size_t>(v) % 4] += 1; });
+  EXPECT_THROW(context().map(count, std::views::iota(0, 40)), std::runtime_error);
+  for (std::size_t b = 0; b < 4; ++b) EXPECT_EQ(histogram[b], 0) << "bin " << b;
+  context().map(count, std::views::iota(0, 40));
+  for (std::size_t b = 0; b < 4; ++b) EXPECT_EQ(histogram[b], 10) << "bin " << b;
+}
+
+TEST_P(SingleCallerConformance, AReductionWhoseOperationThrowsLeavesEveryResultAsItWas) {
+  // Two helpers, nested: the inner one combines, then the outer one's operation throws. Neither
+  // result may change.
+  double inner_total = 1.0;
+  auto outer_result = context().alloc<double>(1, {.fill = 2.0});
+  const auto throwing_plus = [](double a, double b) -> double {
+    if (b > 0) throw std::runtime_error("cannot combine");
+    return a + b;
+  };
+  EXPECT_THROW(context().map(with_reduction(context(), outer_result, 0.0, throwing_plus,
+                                            with_reduction(context(), inner_total, 0.0, std::plus<>(),
+                                                           [](int, std::size_t, int v, Array<double> outer,
+                                                              double& inner) {
+                                                             outer[0] += v;
+                                                             inner += v;
+                                                           })),
+                             std::views::iota(1, 11)),
+               std::runtime_error);
+  EXPECT_EQ(inner_total, 1.0);
+  EXPECT_EQ(outer_result[0], 2.0);
+}
+
+// --- Hooks added while maps run -------------------------------------------------------------------
+
+class AddsAHookInPreMap : public MapHook {
+ public:
+  void pre_map(Context& context) override {
+    try {
+      context.add_hook(std::make_shared<MapHook>());
+    } catch (const std::logic_error& e) {
+      refused = e.what();
+    }
+  }
+  std::string refused;
+};
+
+TEST_P(SingleCallerConformance, AddingAHookFromInsideAMapOfTheSameContextIsALogicError) {
+  auto hook = std::make_shared<AddsAHookInPreMap>();
+  context().add_hook(hook);
+  context().map([](int, std::size_t, int) {}, std::views::iota(0, 3));
+  EXPECT_THAT(hook->refused, HasSubstr("add_hook from inside a map of the same context"));
+}
+
+}  // namespace
+}  // namespace pasha::conformance
