@@ -5,7 +5,8 @@
 
 Every repository is declared only when the calling workspace has not declared one of the same name
 already, so a consumer can override any of them by declaring it first. Everything is local: the
-system libraries (GoogleTest, Google Benchmark, hwloc, HDF5, Open MPI) come from Debian's packages
+system libraries (GoogleTest, Google Benchmark, hwloc, HDF5, Open MPI, CPython's and pybind11's
+headers) come from Debian's packages
 (tools/bazel installs them) and Bazel's own implicit
 repositories from Debian's bazel-bootstrap-source package.
 """
@@ -31,6 +32,8 @@ _SYSTEM_LIBRARIES = {
     "hwloc": ("/usr", "hwloc.BUILD"),
     # Open MPI (libopenmpi-dev), for @pasha//contexts/mpi only.
     "openmpi": ("/usr/lib/x86_64-linux-gnu/openmpi", "openmpi.BUILD"),
+    # CPython's and pybind11's headers (python3-dev, pybind11-dev), for the Python package only.
+    "python_headers": ("/usr/include", "python.BUILD"),
 }
 
 def _stub_repository_impl(ctx):

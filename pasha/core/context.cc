@@ -66,13 +66,16 @@ Context::Context(int num_workers)
 
 Context::~Context() = default;
 
-Context::RawArray Context::alloc_raw(const Shape& shape, std::size_t element_size, Order order, bool per_worker) {
-  if (element_size == 0 || element_size > kAlignment) {
-    throw std::invalid_argument("pasha::alloc: elements of " + std::to_string(element_size) +
-                                " bytes (at least 1, at most " + std::to_string(kAlignment) + ")");
-  }
-  const detail::Layout layout = per_worker ? detail::per_worker_layout(shape, element_size, order, num_workers_, kAlignment)
-                                           : detail::contiguous_layout(shape, element_size, order);
+Context::RawArray Context::alloc_raw(const Shape& shape, std::size_t element_size, Order order, bool per_worker,
+                                     bool pad_worker_slices) {
+  if (element_size == 0) throw std::invalid_argument("pasha::alloc: elements of 0 bytes");
+  const detail::Layout layout = [&] {
+    if (!per_worker) return detail::contiguous_layout(shape, element_size, order);
+    if (pad_worker_slices) return detail::per_worker_layout(shape, element_size, order, num_workers_, kAlignment);
+    Shape full = shape;
+    full.insert(order == Order::C ? 0 : full.ndim(), static_cast<std::size_t>(num_workers_));
+    return detail::contiguous_layout(full, element_size, order);
+  }();
   std::shared_ptr<void> memory = allocate_array({.shape = layout.shape,
                                                  .strides = layout.strides,
                                                  .element_size = element_size,

@@ -94,7 +94,9 @@ class Context {
 
   // The memory of an array whose element type is known only at run time (a binding's: a numpy dtype),
   // laid out as alloc<T> lays out an array of `element_size`-byte elements; contents unspecified.
-  // Throws as alloc does. For bindings; C++ code uses alloc<T>.
+  // `pad_worker_slices = false` lays a per-worker array out contiguously, without starting each
+  // worker's slice on its own kAlignment boundary (numpy users expect contiguous arrays). Throws as
+  // alloc does. For bindings; C++ code uses alloc<T>.
   struct RawArray {
     std::shared_ptr<void> memory;  // owns the memory
     void* data = nullptr;
@@ -102,7 +104,8 @@ class Context {
     Strides strides;  // in elements
     std::size_t bytes = 0;
   };
-  RawArray alloc_raw(const Shape& shape, std::size_t element_size, Order order, bool per_worker);
+  RawArray alloc_raw(const Shape& shape, std::size_t element_size, Order order, bool per_worker,
+                     bool pad_worker_slices = true);
 
   // A new array like `prototype` (numpy's `like=`): a pasha::Array, or a contiguous range such as a
   // std::vector, std::span or std::array (1-d). Same shape, order, axis names and element type

@@ -2,6 +2,10 @@
 #ifndef PASHA_CORE_HOOKS_H_
 #define PASHA_CORE_HOOKS_H_
 
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+
 namespace pasha {
 
 class Context;
@@ -20,7 +24,7 @@ class Context;
 // process that dies, or that pasha has to kill because it did not stop after a sibling failed
 // (contexts/processes/process_context.h), runs nothing more.
 //
-// Hooks are not called for a nested map (a map started from inside a kernel).
+// A context's hooks are not called for a nested map (a map started from inside a kernel).
 class MapHook {
  public:
   virtual ~MapHook() = default;
@@ -28,6 +32,34 @@ class MapHook {
   virtual void pre_worker(Context& /*context*/, int /*worker_id*/) {}
   virtual void post_worker(Context& /*context*/, int /*worker_id*/) {}
   virtual void post_map(Context& /*context*/) {}
+};
+
+// Hooks for one map only, brought by its kernel (the helpers of pasha/core/helpers.h, and the Python
+// package's kernels, are such kernels). A kernel type that has all three of
+//
+//   void pasha_add_map_hooks(pasha::MapHookList& hooks) const;   // adds its hooks, outer ones first
+//   void pasha_prepare_results(pasha::Context& context) const;   // once the map has succeeded
+//   void pasha_commit_results() const noexcept;
+//
+// has its hooks called after the context's, by the same rules, in every map it is given to, nested
+// ones included; and once the map has succeeded, post_map hooks included, the caller calls
+// pasha_prepare_results (which works out the kernel's results aside, and may throw: the map then
+// fails) and pasha_commit_results (which makes them visible, and cannot fail), so that a failed map
+// leaves them as they were. The hooks must live until the map returns.
+class MapHookList {
+ public:
+  static constexpr std::size_t kCapacity = 8;
+  // Throws std::length_error past kCapacity.
+  void add(MapHook* hook) {
+    if (size_ == kCapacity) throw std::length_error("pasha: more than 8 hooks for one map (helpers around one kernel)");
+    hooks_[size_++] = hook;
+  }
+  std::size_t size() const noexcept { return size_; }
+  MapHook* operator[](std::size_t i) const noexcept { return hooks_[i]; }
+
+ private:
+  std::array<MapHook*, kCapacity> hooks_{};
+  std::size_t size_ = 0;
 };
 
 }  // namespace pasha

@@ -73,6 +73,15 @@ class WrittenArrays {
   // Not said: a context assumes any array may be written.
   WrittenArrays() = default;
 
+  // The arrays whose memory is [first, last) for each span: for bindings whose arrays are not
+  // pasha::Arrays (numpy's).
+  static WrittenArrays of_memory(std::vector<std::pair<const void*, const void*>> spans) {
+    WrittenArrays written;
+    written.said_ = true;
+    written.spans_ = std::move(spans);
+    return written;
+  }
+
   bool said() const noexcept { return said_; }
   // Whether the memory [begin, end) holds elements of an array named here.
   bool includes(const void* begin, const void* end) const noexcept {

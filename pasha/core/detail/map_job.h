@@ -70,28 +70,7 @@ constexpr bool is_generic_kernel() {
 template <class K>
 inline constexpr bool kIsGenericKernel = is_generic_kernel<K>();
 
-// The hooks a kernel brings for the one map it is given to (pasha/core/helpers.h).
-class MapHookList {
- public:
-  static constexpr std::size_t kCapacity = 8;
-  // Throws std::length_error past kCapacity.
-  void add(MapHook* hook) {
-    if (size_ == kCapacity) throw std::length_error("pasha: more than 8 helpers around one kernel");
-    hooks_[size_++] = hook;
-  }
-  std::size_t size() const noexcept { return size_; }
-  MapHook* operator[](std::size_t i) const noexcept { return hooks_[i]; }
-
- private:
-  std::array<MapHook*, kCapacity> hooks_{};
-  std::size_t size_ = 0;
-};
-
-// A kernel with hooks of its own: pasha_add_map_hooks lists them (a wrapper's before those of the
-// kernel it wraps). Once the map has succeeded (its post_map hooks included), the caller combines the
-// kernel's results in two steps, so that a map that fails leaves them as they were:
-// pasha_prepare_results works them out aside (and may throw), then pasha_commit_results (which
-// cannot fail) makes them visible.
+// A kernel with hooks of its own (pasha/core/hooks.h, MapHookList).
 template <class K>
 concept KernelWithMapHooks = requires(K& kernel, MapHookList& list, Context& context) {
   kernel.pasha_add_map_hooks(list);

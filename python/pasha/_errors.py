@@ -1,0 +1,152 @@
+"""How pasha raises in the caller what a worker raised (internal to pasha).
+
+A worker's exception reaches the caller as the same exception: the object itself from a thread
+(serial and thread contexts), or, from a worker process, rebuilt from its pickle (or from its type
+and arguments) written into memory the caller shares with the worker. Either way it carries the
+worker's id (``exc.worker_id``) and the worker's traceback (``exc.worker_traceback``, also added as
+a note). Failures that are not Python exceptions (a worker process killed by a signal, or one that
+exited) and exceptions that cannot be rebuilt become :class:`WorkerError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import sys
+import traceback
+from typing import Optional
+
+__all__ = ['WorkerError']
+
+
+class WorkerError(RuntimeError):
+    """A worker failed, and its failure cannot be raised as the exception it was.
+
+    Raised when a worker process died (killed by a signal, or exited: the message says how) or
+    when its exception could not be rebuilt in the caller.
+
+    Attributes:
+        worker_id (int): The worker that failed.
+        type_name (str): The type of the worker's exception as the worker named it
+            (``module.QualName``), ``'signal'`` or ``'exit'`` for a process that died, or ``''``.
+    """
+
+    def __init__(self, message: str, worker_id: Optional[int] = None, type_name: str = ''):
+        super().__init__(message)
+        self.worker_id = worker_id
+        self.type_name = type_name
+
+
+def _type_name(exc_type: type) -> str:
+    return f'{exc_type.__module__}.{exc_type.__qualname__}'
+
+
+def capture(exc: BaseException, max_bytes: int) -> bytes:
+    """In a worker process: what the caller needs to raise `exc` again, at most `max_bytes`."""
+    exc_type = type(exc)
+    info = {
+        'module': exc_type.__module__,
+        'qualname': exc_type.__qualname__,
+        'message': _message(exc),
+        'traceback': ''.join(traceback.format_exception(exc_type, exc, exc.__traceback__)),
+    }
+    for key, value in (('args', exc.args), ('exception', exc)):
+        try:
+            info[key] = pickle.dumps(value)
+        except Exception:  # not picklable: the caller makes do with less
+            pass
+    data = pickle.dumps(info)
+    while len(data) > max_bytes:
+        if 'exception' in info:
+            del info['exception']
+        elif 'args' in info:
+            del info['args']
+        elif len(info['traceback']) > 1000:
+            info['traceback'] = '...\n' + info['traceback'][-len(info['traceback']) // 2:]
+        else:
+            info['message'] = info['message'][:max(0, len(info['message']) // 2)]
+            info['traceback'] = ''
+        data = pickle.dumps(info)
+    return data
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f'<{type(exc).__name__} whose str() failed>'
+
+
+def attach(exc: BaseException, worker_id: int, where: str,
+           worker_traceback: Optional[str] = None) -> None:
+    """Marks `exc` as raised by worker `worker_id` of a `where` context."""
+    if worker_traceback is None:
+        worker_traceback = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    for name, value in (('worker_id', worker_id), ('worker_traceback', worker_traceback)):
+        try:
+            setattr(exc, name, value)
+        except Exception:  # a type that takes no attributes
+            pass
+    note = f'pasha: raised by worker {worker_id} of a {where} context'
+    if worker_traceback and exc.__traceback__ is None:
+        note += ', where:\n' + worker_traceback.rstrip()
+    if note not in getattr(exc, '__notes__', ()):
+        exc.add_note(note)
+
+
+def _exception_type(module: str, qualname: str) -> Optional[type]:
+    try:
+        found = sys.modules.get(module) or importlib.import_module(module)
+        for part in qualname.split('.'):
+            found = getattr(found, part)
+    except Exception:
+        return None
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def rebuild(payload: Optional[bytes], worker_id: int, where: str, type_name: str, message: str,
+            summary: str) -> BaseException:
+    """In the caller: the exception worker `worker_id` raised, from what it recorded (`payload`),
+    or else a WorkerError from what the engine knows (`type_name`, `message`, `summary`)."""
+    if payload:
+        try:
+            info = pickle.loads(payload)
+        except Exception:
+            info = None
+        if info is not None:
+            exc = _from_info(info)
+            if exc is None:
+                name = f"{info['module']}.{info['qualname']}"
+                exc = WorkerError(f'pasha: worker {worker_id} failed: {name}: {info["message"]}',
+                                  worker_id, name)
+            attach(exc, worker_id, where, info.get('traceback', ''))
+            return exc
+    exc = WorkerError(summary or f'pasha: worker {worker_id} failed: {message}', worker_id, type_name)
+    attach(exc, worker_id, where, '')
+    return exc
+
+
+def _from_info(info: dict) -> Optional[BaseException]:
+    if 'exception' in info:
+        try:
+            exc = pickle.loads(info['exception'])
+            if isinstance(exc, BaseException):
+                return exc
+        except Exception:
+            pass
+    exc_type = _exception_type(info['module'], info['qualname'])
+    if exc_type is None:
+        return None
+    attempts = []
+    if 'args' in info:
+        try:
+            attempts.append(tuple(pickle.loads(info['args'])))
+        except Exception:
+            pass
+    attempts.append((info['message'],))
+    for args in attempts:
+        try:
+            return exc_type(*args)
+        except Exception:
+            continue
+    return None

@@ -1,0 +1,202 @@
+"""Functors: how a collection is split into shares for the workers and walked share by share.
+
+EXtra-pasha's functor API. ``Functor.try_wrap(value)`` finds the functor for anything passed to
+``map``: the value itself when it is a :class:`Functor`, its ``_pasha_functor_()`` when it has one,
+or the one registered subclass whose ``wrap(value)`` accepts it (every subclass registers by being
+defined). The built-in functors are walked by pasha's C++ engine itself (their items are read by
+index there); any other functor's ``split`` runs in the caller and its ``iterate`` in the worker that
+takes each share.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, Iterable, Iterator, List, Optional
+
+import numpy as np
+
+__all__ = ['Functor', 'SequenceFunctor', 'NdarrayFunctor', 'DataArrayFunctor', 'ExtraDataFunctor',
+           'gen_split_slices']
+
+
+def gen_split_slices(total_len: int, part_len: Optional[int] = None,
+                     n_parts: Optional[int] = None) -> List[slice]:
+    """Slices that split a sequence of `total_len` into `n_parts` pieces (or pieces of `part_len`).
+
+    Piece ``i`` is ``slice(i * total_len // n_parts, (i + 1) * total_len // n_parts)``; pieces may be
+    empty when there are more parts than elements.
+    """
+    if part_len is None:
+        if n_parts is None:
+            raise ValueError('must specify either part_len or n_parts')
+    else:
+        n_parts = math.ceil(total_len / part_len)
+    return [slice(i * total_len // n_parts, (i + 1) * total_len // n_parts) for i in range(n_parts)]
+
+
+class Functor:
+    """Something that can be mapped over: split into shares, each walked by one worker.
+
+    A subclass implements ``split(num_workers)`` (an iterable of shares, of any type) and
+    ``iterate(share)`` (yielding ``(index, value, ...)`` tuples; the kernel is called as
+    ``kernel(worker_id, index, value, ...)``). A subclass that implements the classmethod
+    ``wrap(value)`` (returning a functor for values it accepts, else None) is found by
+    :meth:`try_wrap`. A type may instead have a ``_pasha_functor_()`` method returning its functor.
+
+    When ``split`` returns more shares than there are workers, the shares are handed out to
+    whichever worker is free, as a pool would.
+    """
+
+    _functor_types: List[type] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Functor._functor_types.append(cls)
+
+    @classmethod
+    def try_wrap(cls, value: Any) -> 'Functor':
+        """The functor for `value`: itself if it is one, its ``_pasha_functor_()``, or the one
+        registered functor type whose ``wrap`` accepts it.
+
+        Raises:
+            ValueError: if no functor type accepts `value`, or more than one does.
+        """
+        if isinstance(value, cls):
+            return value
+        if hasattr(value, '_pasha_functor_'):
+            return value._pasha_functor_()
+        functor = None
+        for functor_type in cls._functor_types:
+            candidate = functor_type.wrap(value)
+            if candidate is not None:
+                if functor is not None:
+                    raise ValueError(f'default functor is ambiguous for {type(value)}: '
+                                     f'{type(functor).__name__} and {functor_type.__name__} both wrap it')
+                functor = candidate
+        if functor is None:
+            raise ValueError(f'no default functor for {type(value)}')
+        return functor
+
+    @classmethod
+    def wrap(cls, value: Any) -> Optional['Functor']:
+        """A functor of this type for `value`, or None if this type does not wrap such values."""
+        return None
+
+    def split(self, num_workers: int) -> Iterable[Any]:
+        """The shares of this functor for `num_workers` workers."""
+        raise NotImplementedError('split')
+
+    def iterate(self, share: Any) -> Iterator[tuple]:
+        """Yields ``(index, value, ...)`` for each element of `share`."""
+        raise NotImplementedError('iterate')
+
+
+class SequenceFunctor(Functor):
+    """A sequence: anything indexable by integers and slices, with a length.
+
+    Wraps instances of ``collections.abc.Sequence`` (lists, tuples, ranges, ...). The kernel gets
+    ``kernel(worker_id, index, sequence[index])``.
+    """
+
+    def __init__(self, sequence: Any):
+        self.sequence = sequence
+
+    @classmethod
+    def wrap(cls, value: Any) -> Optional['SequenceFunctor']:
+        if isinstance(value, Sequence):
+            return cls(value)
+        return None
+
+    def split(self, num_workers: int) -> List[slice]:
+        return gen_split_slices(len(self.sequence), n_parts=num_workers)
+
+    def iterate(self, share: slice) -> Iterator[tuple]:
+        yield from zip(range(*share.indices(len(self.sequence))), self.sequence[share])
+
+
+class NdarrayFunctor(SequenceFunctor):
+    """A numpy array, along its first axis or along `axis`: the kernel gets the sub-arrays (views)
+    at each position, or the elements (numpy scalars) of a 1-d array."""
+
+    def __init__(self, array: Any, axis: Optional[int] = None):
+        self.sequence = np.swapaxes(array, 0, axis) if axis is not None else array
+
+    @classmethod
+    def wrap(cls, value: Any) -> Optional['NdarrayFunctor']:
+        if isinstance(value, np.ndarray):
+            return cls(value)
+        return None
+
+
+class DataArrayFunctor(NdarrayFunctor):
+    """An xarray.DataArray, along its first dimension or along `dim`: the kernel gets DataArrays
+    with the other dimensions and their coordinates."""
+
+    def __init__(self, array: Any, dim: Optional[str] = None):
+        self.sequence = array.transpose(dim, ...) if dim is not None else array
+
+    @classmethod
+    def wrap(cls, value: Any) -> Optional['DataArrayFunctor']:
+        if 'xarray' not in sys.modules:
+            return None  # not loaded: no value can be a DataArray
+        import xarray as xr
+        if isinstance(value, xr.DataArray):
+            return cls(value)
+        return None
+
+
+class ExtraDataFunctor(Functor):
+    """EXtra-data's DataCollection and KeyData, train by train (when ``extra_data`` is importable).
+
+    The kernel gets ``kernel(worker_id, index, train_id, data)``: ``index`` the train's position in
+    ``train_ids``; ``data`` the train's data as EXtra-data's ``trains()`` gives it (a numpy array for
+    a KeyData, a dict source -> key -> array for a DataCollection), empty trains included for a
+    KeyData.
+    """
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+        self.n_trains = len(self.obj.train_ids)
+        # Where the functor was made: a worker in another process reopens the files it reads.
+        self._parent_pid = os.getpid()
+
+    @classmethod
+    def wrap(cls, value: Any) -> Optional['ExtraDataFunctor']:
+        if 'extra_data' not in sys.modules:
+            return None
+        import extra_data as xd
+        if isinstance(value, (xd.DataCollection, xd.keydata.KeyData)):
+            return cls(value)
+        return None
+
+    def split(self, num_workers: int) -> List[slice]:
+        return gen_split_slices(self.n_trains, n_parts=num_workers)
+
+    def iterate(self, share: slice) -> Iterator[tuple]:
+        subobj = self.obj.select_trains(np.s_[share])
+        if os.getpid() != self._parent_pid:
+            # HDF5 handles inherited across fork are not to be shared: every worker process opens
+            # the files anew.
+            for f in subobj.files:
+                f.close()
+        from extra_data import KeyData
+        if isinstance(subobj, KeyData):
+            # Empty trains too, so that the index stays aligned with the train ids.
+            train_it = subobj.trains(include_empty=True)
+        else:
+            train_it = subobj.trains()
+        for index, (train_id, data) in zip(range(*share.indices(self.n_trains)), train_it):
+            yield index, train_id, data
+
+
+def engine_walk(functor: Functor) -> Optional[Any]:
+    """The sequence pasha's engine may read by index for `functor` (internal): the built-in sequence
+    functors' own, unless a subclass changed how they split or iterate."""
+    functor_type = type(functor)
+    if (isinstance(functor, SequenceFunctor) and functor_type.split is SequenceFunctor.split
+            and functor_type.iterate is SequenceFunctor.iterate):
+        return functor.sequence
+    return None

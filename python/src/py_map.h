@@ -1,0 +1,212 @@
+// One map of a Python kernel on the C++ engine: the state its caller, its hooks and its workers share
+// (PyMap), the kernel as the engine calls it (PyKernel), the Python MapHooks as C++ hooks, and the
+// collections a Python map walks (a sequence by index, or a Python functor's shares). Internal to the
+// `pasha` Python package.
+//
+// The GIL: the caller releases it for the whole C++ map; a worker takes it for each chunk of elements
+// it walks and for each hook it runs, as a Python thread would, so other threads run Python (and
+// numpy without the GIL) in between.
+#ifndef PASHA_PYTHON_SRC_PY_MAP_H_
+#define PASHA_PYTHON_SRC_PY_MAP_H_
+
+#include <pybind11/pybind11.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pasha/pasha.h"
+#include "python/src/error_area.h"
+
+namespace pasha::python {
+
+namespace py = pybind11;
+
+class PyHooks;
+
+// What one map shares: the Python context its hooks are given, the kernel as the hooks have changed it
+// (for the whole map, and per worker), and where worker processes leave their failures.
+class PyMap {
+ public:
+  PyMap(py::object context, py::object kernel, int num_workers, ErrorArea* errors);
+
+  const py::object& context() const noexcept { return context_; }
+  // The function worker `worker` calls: the one its pre_worker hooks left, or the map's.
+  PyObject* function_of(int worker) const noexcept {
+    const py::object& own = worker_functions_[slot(worker)];
+    return own ? own.ptr() : function_.ptr();
+  }
+  py::object& worker_function(int worker) { return worker_functions_[slot(worker)]; }
+  py::object& function() noexcept { return function_; }
+
+  // Records that a Python exception is being raised in the calling worker (its post_worker hooks
+  // then do not run) and, in a worker process (not the caller's), what it was, so that the caller
+  // can raise it as it was. Call with the GIL held.
+  void record_failure(const py::error_already_set& error) const;
+  bool worker_failed(int worker) const noexcept { return worker_failed_[slot(worker)] != 0; }
+  // The failure worker `worker` recorded in this map, if any: what record_failure wrote.
+  py::object recorded_failure(int worker) const;
+
+  pid_t caller() const noexcept { return caller_; }
+
+ private:
+  // A nested map (one run inline inside a kernel) passes the outer worker's id, which may exceed this
+  // context's count; it runs on that worker alone, so id % count is free.
+  std::size_t slot(int worker) const noexcept {
+    const auto id = static_cast<std::size_t>(worker);
+    return id < worker_functions_.size() ? id : id % worker_functions_.size();
+  }
+
+  py::object context_;
+  py::object function_;
+  std::vector<py::object> worker_functions_;
+  mutable std::vector<char> worker_failed_;
+  ErrorArea* errors_;
+  std::uint64_t generation_;
+  pid_t caller_;
+};
+
+// The kernel as the engine calls it: function(worker_id, index, value) for the items of a sequence,
+// function(worker_id, *entry) for the entries a Python functor's iterate yields. Brings the Python
+// hooks of the map (pasha_add_map_hooks).
+class PyKernel {
+ public:
+  static constexpr bool pasha_kernel_is_generic = false;
+
+  // An entry a Python functor yielded: the tuple (index, values...).
+  struct Entry {
+    py::handle tuple;
+  };
+
+  PyKernel(PyMap& map, std::vector<pasha::MapHook*> hooks, PyHooks* python_hooks)
+      : map_(&map), hooks_(std::move(hooks)), python_hooks_(python_hooks) {}
+
+  // Called with the GIL held (by the functor that walks the collection).
+  void operator()(int worker, std::size_t index, py::handle value) const;
+  void operator()(int worker, std::size_t position, const Entry& entry) const;
+
+  void pasha_add_map_hooks(pasha::MapHookList& list) const {
+    for (pasha::MapHook* hook : hooks_) list.add(hook);
+  }
+  // Once the map has succeeded: the Python hooks' post_map stage.
+  void pasha_prepare_results(pasha::Context&) const;
+  void pasha_commit_results() const noexcept {}
+
+ private:
+  // Calls `function` with `args` (vectorcall form, one free slot before them); throws what it raises.
+  void call(int worker, PyObject* const* args, std::size_t count) const;
+
+  PyMap* map_;
+  std::vector<pasha::MapHook*> hooks_;
+  PyHooks* python_hooks_;
+};
+
+// A Python sequence's items by index, sequence[i] for i in [0, length): an indexed functor, so the
+// engine may chunk and schedule it (lists, tuples, ranges, numpy arrays and xarray DataArrays along
+// their first axis).
+class PySequence {
+ public:
+  PySequence(py::object sequence, std::size_t length, const PyMap& map)
+      : sequence_(std::move(sequence)), length_(length), map_(&map) {}
+
+  static constexpr bool pasha_exceptions_pass_through = true;
+  std::size_t size() const noexcept { return length_; }
+
+  template <class Visit>
+  void iterate(const pasha::IndexRange& share, Visit&& visit) const {
+    py::gil_scoped_acquire gil;
+    for (std::size_t i = share.begin; i < share.end; ++i) {
+      const auto item = py::reinterpret_steal<py::object>(PySequence_GetItem(sequence_.ptr(), static_cast<Py_ssize_t>(i)));
+      if (!item) fail();
+      visit(i, py::handle(item));
+    }
+  }
+
+ private:
+  [[noreturn]] void fail() const;
+
+  py::object sequence_;
+  std::size_t length_;
+  const PyMap* map_;
+};
+
+// A Python functor's shares (from its split, in the caller) and what its iterate(share) yields in the
+// worker that takes each share. Not indexed: shares beyond one per worker are handed out to free
+// workers, and a failure stops the others at their next element.
+class PyShares {
+ public:
+  PyShares(py::object functor, std::vector<py::object> shares, const PyMap& map)
+      : functor_(std::move(functor)), shares_(std::move(shares)), map_(&map) {}
+
+  std::vector<std::size_t> split(int /*num_workers*/) const {
+    std::vector<std::size_t> positions(shares_.size());
+    for (std::size_t k = 0; k < positions.size(); ++k) positions[k] = k;
+    return positions;
+  }
+
+  template <class Visit>
+  void iterate(std::size_t share, Visit&& visit) const {
+    py::gil_scoped_acquire gil;
+    const py::object entries = py::reinterpret_steal<py::object>(PyObject_GetIter(iterate_share(share).ptr()));
+    if (!entries) fail();
+    for (std::size_t position = 0;; ++position) {
+      const auto entry = py::reinterpret_steal<py::object>(PyIter_Next(entries.ptr()));
+      if (!entry) {
+        if (PyErr_Occurred() != nullptr) fail();
+        return;
+      }
+      if (!PyTuple_Check(entry.ptr())) not_a_tuple(entry);
+      if (!visit(position, PyKernel::Entry{entry})) return;  // the map was cancelled
+    }
+  }
+
+ private:
+  py::object iterate_share(std::size_t share) const;
+  [[noreturn]] void fail() const;
+  [[noreturn]] void not_a_tuple(const py::object& entry) const;
+
+  py::object functor_;
+  std::vector<py::object> shares_;
+  const PyMap* map_;
+};
+
+// The Python MapHooks of a map (EXtra-pasha's pasha.util.MapHook: pre_map(context, function) ->
+// function, ...), run as EXtra-pasha runs them: each stage calls the hooks in the order they were
+// attached, each given the function the one before returned; pre_worker and post_worker in the
+// worker itself; and a post stage only when what it follows succeeded (a worker's post_worker when
+// its share did, post_map when the map did, once its workers have all finished).
+class PyHooks final : public pasha::MapHook {
+ public:
+  PyHooks(PyMap& map, py::list hooks) : map_(map), hooks_(std::move(hooks)) {}
+  void pre_map(pasha::Context&) override;
+  void pre_worker(pasha::Context&, int worker_id) override;
+  void post_worker(pasha::Context&, int worker_id) override;
+  // The post_map stage, for the map's success (PyKernel::pasha_prepare_results).
+  void after_success();
+
+ private:
+  // hook.<stage>(context, function[, worker_id]) for every hook, in order; the last function.
+  py::object run_stage(const char* stage, py::object function, const py::object* worker_id) const;
+
+  PyMap& map_;
+  py::list hooks_;
+};
+
+// The hook every Python map has first: in a worker process, what the worker's Python code printed
+// (sys.stdout, sys.stderr) is flushed once its share is over, after every other hook.
+class WorkerOutput final : public pasha::MapHook {
+ public:
+  explicit WorkerOutput(const PyMap& map) : map_(map) {}
+  void post_worker(pasha::Context&, int worker_id) override;
+
+ private:
+  const PyMap& map_;
+};
+
+}  // namespace pasha::python
+
+#endif  // PASHA_PYTHON_SRC_PY_MAP_H_
