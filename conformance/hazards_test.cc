@@ -151,6 +151,22 @@ TEST(UserFork, AThreadContextWhosePoolHasStartedWorksInAForkedChild) {
   EXPECT_EQ(CountWrongVisits(context, 3, 10'000), 0) << "the parent's pool broke";
 }
 
+TEST(UserFork, AContextWhosePoolOrWorkersRanCanBeDestroyedInAForkedChildThatNeverUsedIt) {
+  // As a worker process of another context does when its language's garbage collector frees a
+  // context the parent made (Python's does).
+  for (const auto& factory : one_context_of_each_kind()) {
+    std::shared_ptr<Context> context = factory();
+    SCOPED_TRACE(context->name());
+    ASSERT_EQ(CountWrongVisits(*context, 2, 1000), 0);  // the pool's threads, or workers, exist
+    const int status = RunInChild([&] {
+      context.reset();
+      return 0;
+    });
+    EXPECT_EQ(status, 0) << "status " << status << " (139 is a crash, 142 a hang)";
+    EXPECT_EQ(CountWrongVisits(*context, 2, 1000), 0) << "the parent's context broke";
+  }
+}
+
 TEST(UserFork, AForkWhileAnotherThreadIsInAMapLeavesTheChildAContextItCanUse) {
   for (const auto& factory : one_context_of_each_kind()) {
     auto context = factory();

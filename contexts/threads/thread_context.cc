@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -169,6 +170,7 @@ class ThreadContext::Pool {
 
   // On failure, the threads already started are stopped again.
   void start_threads() {
+    threads_owner_ = getpid();
     const std::uint32_t epoch = epoch_.load(std::memory_order_relaxed);
     threads_.reserve(static_cast<std::size_t>(plan_.num_workers() - 1));
     try {
@@ -183,6 +185,13 @@ class ThreadContext::Pool {
 
   void stop_threads() {
     if (threads_.empty()) return;
+    if (getpid() != threads_owner_) {
+      // A forked child (a worker process, or a user's fork) that never used the context: the threads
+      // exist only in the parent. Their handles cannot be joined or destroyed here; let them go.
+      static_cast<void>(new std::vector<std::thread>(std::move(threads_)));
+      threads_.clear();
+      return;
+    }
     stopping_ = true;
     wake_pool();
     for (auto& thread : threads_) thread.join();
@@ -233,6 +242,7 @@ class ThreadContext::Pool {
   const bool spin_;
 
   std::vector<std::thread> threads_;
+  pid_t threads_owner_ = 0;  // the process that started threads_
 
   // The launch, written by the caller before it bumps epoch_.
   backend::Job* job_ = nullptr;

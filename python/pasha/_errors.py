@@ -14,7 +14,7 @@ import importlib
 import pickle
 import sys
 import traceback
-from typing import Optional
+from typing import Any, Optional
 
 __all__ = ['WorkerError']
 
@@ -41,8 +41,11 @@ def _type_name(exc_type: type) -> str:
     return f'{exc_type.__module__}.{exc_type.__qualname__}'
 
 
-def capture(exc: BaseException, max_bytes: int) -> bytes:
-    """In a worker process: what the caller needs to raise `exc` again, at most `max_bytes`."""
+def capture(exc: BaseException, max_bytes: int, tb: Any = None) -> bytes:
+    """In a worker process: what the caller needs to raise `exc` (raised with traceback `tb`)
+    again, at most `max_bytes`."""
+    if tb is not None:
+        exc.with_traceback(tb)
     exc_type = type(exc)
     info = {
         'module': exc_type.__module__,
@@ -50,7 +53,7 @@ def capture(exc: BaseException, max_bytes: int) -> bytes:
         'message': _message(exc),
         'traceback': ''.join(traceback.format_exception(exc_type, exc, exc.__traceback__)),
     }
-    for key, value in (('args', exc.args), ('exception', exc)):
+    for key, value in (('args', exc.args), ('state', getattr(exc, '__dict__', {})), ('exception', exc)):
         try:
             info[key] = pickle.dumps(value)
         except Exception:  # not picklable: the caller makes do with less
@@ -59,6 +62,8 @@ def capture(exc: BaseException, max_bytes: int) -> bytes:
     while len(data) > max_bytes:
         if 'exception' in info:
             del info['exception']
+        elif 'state' in info:
+            del info['state']
         elif 'args' in info:
             del info['args']
         elif len(info['traceback']) > 1000:
@@ -77,9 +82,13 @@ def _message(exc: BaseException) -> str:
         return f'<{type(exc).__name__} whose str() failed>'
 
 
-def attach(exc: BaseException, worker_id: int, where: str,
-           worker_traceback: Optional[str] = None) -> None:
-    """Marks `exc` as raised by worker `worker_id` of a `where` context."""
+def attach(exc: BaseException, worker_id: int, where: str, worker_traceback: Optional[str] = None,
+           tb: Any = None) -> None:
+    """Marks `exc` as raised by worker `worker_id` of a `where` context: the worker's traceback is
+    `worker_traceback` (text, from a worker process), or `tb` (the traceback object the exception
+    was raised with in a thread of this process, which it keeps)."""
+    if tb is not None:
+        exc.with_traceback(tb)
     if worker_traceback is None:
         worker_traceback = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     for name, value in (('worker_id', worker_id), ('worker_traceback', worker_traceback)):
@@ -137,16 +146,17 @@ def _from_info(info: dict) -> Optional[BaseException]:
     exc_type = _exception_type(info['module'], info['qualname'])
     if exc_type is None:
         return None
-    attempts = []
-    if 'args' in info:
-        try:
-            attempts.append(tuple(pickle.loads(info['args'])))
-        except Exception:
-            pass
-    attempts.append((info['message'],))
-    for args in attempts:
-        try:
-            return exc_type(*args)
-        except Exception:
-            continue
-    return None
+    try:
+        args = tuple(pickle.loads(info['args'])) if 'args' in info else (info['message'],)
+        state = pickle.loads(info['state']) if 'state' in info else {}
+    except Exception:
+        args, state = (info['message'],), {}
+    try:
+        # As unpickling would, but without calling __init__ (whose signature need not take `args`).
+        exc = exc_type.__new__(exc_type, *args)
+        exc.args = args
+        if state:
+            exc.__dict__.update(state)
+        return exc
+    except Exception:
+        return None

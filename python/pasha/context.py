@@ -33,21 +33,23 @@ __all__ = ['MapContext', 'HeapContext', 'SerialContext', 'ThreadContext', 'Proce
 ShapeLike = Union[int, Iterable[int]]
 
 
-def _checked_shape(shape: Any) -> Tuple[int, ...]:
-    if isinstance(shape, (bool, np.bool_)):
-        raise TypeError(f'array shape must be an integer or a sequence of integers, not {shape!r}')
-    if isinstance(shape, numbers.Integral):
-        shape = (int(shape),)
+def _checked_shape(given: Any) -> Tuple[int, ...]:
+    """`given` (an integer or a sequence of them) as a shape; TypeError or ValueError naming it."""
+    not_a_shape = TypeError(f'array shape must be an integer or a sequence of integers, not {given!r}')
+    if isinstance(given, (bool, np.bool_, str, bytes)):
+        raise not_a_shape
+    if isinstance(given, numbers.Integral):
+        shape = (int(given),)
     else:
         try:
-            shape = tuple(shape)
+            shape = tuple(given)
         except TypeError:
-            raise TypeError(f'array shape must be an integer or a sequence of integers, not {shape!r}') from None
+            raise not_a_shape from None
     for extent in shape:
         if isinstance(extent, (bool, np.bool_)) or not isinstance(extent, numbers.Integral):
-            raise TypeError(f'array shape must be an integer or a sequence of integers, not {shape!r}')
+            raise not_a_shape
         if extent < 0:
-            raise ValueError(f'negative dimensions are not allowed: shape {shape!r}')
+            raise ValueError(f'negative dimensions are not allowed: shape {given!r}')
     return tuple(int(e) for e in shape)
 
 
@@ -384,4 +386,10 @@ class ProcessContext(PoolContext):
     def __init__(self, num_workers: Optional[int] = None, *, binding: str = 'compact', fork_tree: bool = True):
         super().__init__(_pasha.processes(_checked_num_workers(num_workers), _checked_binding(binding),
                                           bool(fork_tree)))
+
+    def wait_for_exited_workers(self) -> None:
+        """Waits until the worker processes of earlier maps have exited, and reaps them (a map
+        returns as soon as its workers are done; they finish exiting in the background). Call it
+        before a ``os.waitpid(-1, ...)`` of your own."""
+        self._engine.wait_for_exited_workers()
 

@@ -62,6 +62,15 @@ PYBIND11_MODULE(_pasha, m) {
   py::class_<Engine, std::shared_ptr<Engine>>(m, "Engine")
       .def_property_readonly("num_workers", &Engine::num_workers)
       .def_property_readonly("name", &Engine::name)
+      .def(
+          "wait_for_exited_workers",
+          [](Engine& engine) {
+            auto* processes = dynamic_cast<pasha::ProcessContext*>(&engine.context());
+            if (processes == nullptr) return;
+            py::gil_scoped_release release;
+            processes->wait_for_exited_workers();
+          },
+          "Reaps the worker processes of earlier maps (process contexts; nothing for others).")
       .def("alloc", &Engine::alloc, py::arg("shape"), py::arg("dtype"), py::arg("order"), py::arg("per_worker"))
       .def(
           "map_sequence",

@@ -113,16 +113,18 @@ class PySequence {
   PySequence(py::object sequence, std::size_t length, const PyMap& map)
       : sequence_(std::move(sequence)), length_(length), map_(&map) {}
 
-  static constexpr bool pasha_exceptions_pass_through = true;
   std::size_t size() const noexcept { return length_; }
 
+  // Not pass-through (pasha/core/functor.h): the engine's visitor looks at the cancel flag before each
+  // element, which costs nothing beside a Python call, so that a failure (or Ctrl-C) stops the other
+  // workers after their current element.
   template <class Visit>
   void iterate(const pasha::IndexRange& share, Visit&& visit) const {
     py::gil_scoped_acquire gil;
     for (std::size_t i = share.begin; i < share.end; ++i) {
       const auto item = py::reinterpret_steal<py::object>(PySequence_GetItem(sequence_.ptr(), static_cast<Py_ssize_t>(i)));
       if (!item) fail();
-      visit(i, py::handle(item));
+      if (!visit(i, py::handle(item))) return;
     }
   }
 

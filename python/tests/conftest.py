@@ -1,0 +1,47 @@
+"""The contexts every test of the pasha package runs against, and probes of this process."""
+
+import os
+
+import pytest
+
+import pasha as psh
+
+# One, two, an odd count, and more workers than this 2-core machine has cores.
+CONTEXTS = {
+    'serial': lambda: psh.SerialContext(),
+    'threads_1': lambda: psh.ThreadContext(1),
+    'threads_3': lambda: psh.ThreadContext(3),
+    'processes_1': lambda: psh.ProcessContext(1),
+    'processes_2': lambda: psh.ProcessContext(2),
+    'processes_7': lambda: psh.ProcessContext(7),
+}
+
+# One of each kind, for slower tests.
+ONE_OF_EACH = {
+    'serial': lambda: psh.SerialContext(),
+    'threads': lambda: psh.ThreadContext(3),
+    'processes': lambda: psh.ProcessContext(3),
+}
+
+
+@pytest.fixture(params=list(CONTEXTS), ids=list(CONTEXTS))
+def ctx(request):
+    return CONTEXTS[request.param]()
+
+
+@pytest.fixture(params=list(ONE_OF_EACH), ids=list(ONE_OF_EACH))
+def any_ctx(request):
+    return ONE_OF_EACH[request.param]()
+
+
+def children_of_this_process():
+    """The pids of this process's children (zombies included)."""
+    children = []
+    for task in os.listdir('/proc/self/task'):
+        with open(f'/proc/self/task/{task}/children') as f:
+            children += [int(pid) for pid in f.read().split()]
+    return children
+
+
+def open_fds():
+    return len(os.listdir('/proc/self/fd'))

@@ -1,0 +1,177 @@
+"""What reaches the caller when workers fail: the kernel's own exception, the worker that raised it
+and where; a WorkerError naming how a worker process died; KeyboardInterrupt on Ctrl-C; never a hang,
+a crash of the interpreter or a process left behind."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import pasha as psh
+from conftest import children_of_this_process, open_fds
+
+
+class CustomError(Exception):
+    """An exception type of the user's, with arguments of its own."""
+
+    def __init__(self, code, detail):
+        super().__init__(f'code {code}: {detail}')
+        self.code = code
+
+
+class Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError('no pickling')
+
+
+def fail_at(index, exception):
+    def kernel(worker_id, i, value):
+        if i == index:
+            raise exception
+
+    return kernel
+
+
+@pytest.mark.parametrize('index', [0, 500, 999])
+def test_a_kernels_exception_reaches_the_caller_as_itself_with_worker_and_traceback(ctx, index):
+    with pytest.raises(ValueError, match='bad value 7') as caught:
+        ctx.map(fail_at(index, ValueError('bad value 7')), range(1000))
+    owner = index * ctx.num_workers // 1000
+    assert caught.value.worker_id == owner
+    assert 'raise exception' in caught.value.worker_traceback
+    assert any(f'worker {owner}' in note for note in caught.value.__notes__)
+
+
+def test_exceptions_of_the_users_own_types_keep_their_type_and_attributes(ctx):
+    with pytest.raises(CustomError, match='code 3: not ready') as caught:
+        ctx.map(fail_at(1, CustomError(3, 'not ready')), range(10))
+    assert caught.value.code == 3
+
+
+def test_an_exception_that_cannot_be_pickled_is_rebuilt_from_its_type_or_named(any_ctx):
+    with pytest.raises((Unpicklable, psh.WorkerError), match='cannot cross') as caught:
+        any_ctx.map(fail_at(0, Unpicklable('cannot cross')), range(4))
+    assert caught.value.worker_id == 0
+
+
+def test_the_lowest_failed_worker_is_reported(ctx):
+    def every_worker_fails(worker_id, index, value):
+        raise RuntimeError(f'worker {worker_id}')
+
+    with pytest.raises(RuntimeError, match='worker 0') as caught:
+        ctx.map(every_worker_fails, range(100))
+    assert caught.value.worker_id == 0
+
+
+@pytest.mark.parametrize('how, expected', [
+    (lambda: os._exit(3), 'exited with status 3'),
+    (lambda: os.kill(os.getpid(), signal.SIGKILL), 'SIGKILL'),
+    (lambda: os.kill(os.getpid(), signal.SIGSEGV), 'SIGSEGV'),
+], ids=['exit', 'sigkill', 'sigsegv'])
+def test_a_worker_process_that_dies_is_a_worker_error_naming_how_within_seconds(how, expected):
+    ctx = psh.ProcessContext(3)
+    before = open_fds()
+
+    def kernel(worker_id, index, value):
+        if worker_id == 1:
+            how()
+
+    start = time.monotonic()
+    with pytest.raises(psh.WorkerError, match=expected) as caught:
+        ctx.map(kernel, range(30))
+    assert time.monotonic() - start < 10
+    assert caught.value.worker_id == 1
+    ctx.map(lambda *args: None, range(30))  # usable again
+    ctx.wait_for_exited_workers()
+    assert children_of_this_process() == []
+    assert open_fds() == before
+
+
+def test_a_failure_stops_the_other_workers_early(any_ctx):
+    done = any_ctx.alloc(any_ctx.num_workers, np.int64, fill=0)
+
+    def kernel(worker_id, index, value):
+        if index == 0:
+            raise ValueError('first')
+        time.sleep(0.001)
+        done[worker_id] += 1
+
+    start = time.monotonic()
+    with pytest.raises(ValueError):
+        any_ctx.map(kernel, range(2000 * any_ctx.num_workers))
+    assert time.monotonic() - start < 10
+    assert done[0] == 0
+    if any_ctx.num_workers > 1:
+        assert done.sum() < 2000 * (any_ctx.num_workers - 1), 'the others ran their whole shares'
+
+
+def test_exceptions_in_the_functors_own_iterate_are_raised_too(any_ctx):
+    class Broken(psh.functor.Functor):
+        def split(self, num_workers):
+            return [0, 1]
+
+        def iterate(self, share):
+            yield share, share
+            raise LookupError(f'share {share} is broken')
+
+    with pytest.raises(LookupError, match='is broken'):
+        any_ctx.map(lambda *args: None, Broken())
+
+
+def run_script(source, *, send_sigint_after=None):
+    """Runs `source` in a fresh interpreter with this pasha; returns (returncode, stdout, stderr)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    process = subprocess.Popen([sys.executable, '-c', textwrap.dedent(source)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    if send_sigint_after is not None:
+        # Wait until the map has started (the script says so), then interrupt it.
+        line = process.stdout.readline()
+        assert line.startswith('mapping'), line + process.stderr.read()
+        time.sleep(send_sigint_after)
+        process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+@pytest.mark.parametrize('kind', ['serial', 'threads', 'processes'])
+def test_ctrl_c_during_a_map_raises_keyboard_interrupt_and_leaves_no_process_behind(kind):
+    code, out, err = run_script(f'''
+        import os, time, sys
+        import pasha as psh
+        ctx = psh.{ {'serial': 'SerialContext()', 'threads': 'ThreadContext(2)', 'processes': 'ProcessContext(2)'}[kind] }
+        def kernel(worker_id, index, value):
+            time.sleep(0.05)
+        print('mapping', flush=True)
+        try:
+            ctx.map(kernel, range(100000))
+        except KeyboardInterrupt:
+            children = open('/proc/self/task/%d/children' % os.getpid()).read().split()
+            print('interrupted; children:', children, flush=True)
+            sys.exit(0)
+        print('not interrupted', flush=True)
+    ''', send_sigint_after=0.5)
+    assert code == 0, err
+    assert 'interrupted; children: []' in out, out + err
+
+
+def test_an_exception_in_a_worker_process_does_not_print_a_second_traceback(capfd):
+    ctx = psh.ProcessContext(2)
+    with pytest.raises(ValueError):
+        ctx.map(fail_at(0, ValueError('once')), range(4))
+    assert 'Traceback' not in capfd.readouterr().err
+
+
+def test_rebuild_falls_back_to_worker_error_for_a_description_it_cannot_read():
+    from pasha import _errors
+    exc = _errors.rebuild(b'not a pickle', 2, 'processes', 'pkg.Type', 'oops', 'pasha: worker 2 failed: oops')
+    assert isinstance(exc, psh.WorkerError) and exc.worker_id == 2
+    payload = _errors.capture(ValueError('x' * 100000), 2000)
+    assert len(payload) <= 2000
+    assert isinstance(_errors.rebuild(payload, 0, 'processes', '', '', ''), ValueError)
+    assert pickle.loads(pickle.dumps(psh.WorkerError('m', 1, 'signal'))).args == ('m',)
