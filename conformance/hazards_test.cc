@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -571,6 +572,53 @@ TEST(KernelThreads, OpenMpThreadsOfAKernelMapOnTheContextRunningIt) {
         std::chrono::seconds(60));
     EXPECT_EQ(status, 0) << kind << ": status " << status << " (142 is a hang)";
   }
+}
+
+// A pre_map hook that waits for a thread of its own which maps on the same context: the hook's
+// thread holds the map's turn, so the thread's map runs inline (as worker 0) once the hook is seen
+// blocked, instead of waiting for a turn that cannot come.
+TEST(KernelThreads, AMapFromAThreadAPreMapHookWaitsForRunsInline) {
+  class MapsFromAThread : public MapHook {
+   public:
+    explicit MapsFromAThread(Array<int> visits) : visits_(std::move(visits)) {}
+    void pre_map(Context& context) override {
+      if (inside_) return;  // the inner map's own hooks
+      inside_ = true;
+      std::async(std::launch::async, [&] {
+        context.map([&](int, std::size_t i, int) { std::atomic_ref<int>(visits_[i]).fetch_add(1); },
+                    std::views::iota(0, 6));
+      }).get();
+      inside_ = false;
+    }
+
+   private:
+    Array<int> visits_;
+    std::atomic<bool> inside_{false};
+  };
+  for (const std::string& kind : context_kind_names()) {
+    const Watchdog watchdog("a map from a pre_map hook's thread on " + kind, std::chrono::seconds(60));
+    const std::shared_ptr<Context> context = make_context(kind, kind == "serial" ? 1 : 2);
+    auto visits = context->alloc<int>(6, {.fill = 0});
+    context->add_hook(std::make_shared<MapsFromAThread>(visits));
+    context->map([](int, std::size_t, int) {}, std::views::iota(0, 4));
+    EXPECT_EQ(std::count(visits.begin(), visits.end(), 1), 6) << kind;
+  }
+}
+
+// --- Interrupted maps ----------------------------------------------------------------------------
+
+// A caller's check that throws at once, round after round: every worker process of every round is
+// gone and reaped by the time map throws, however early in their start the workers were stopped.
+TEST(Interruption, ProcessMapsInterruptedAtOnceLeaveNoChildren) {
+  const Watchdog watchdog("50 interrupted process maps", std::chrono::seconds(120));
+  ProcessContext context(8);
+  for (int round = 0; round < 50; ++round) {
+    EXPECT_THROW(context.map([](int, std::size_t, int) { std::this_thread::sleep_for(std::chrono::seconds(5)); },
+                             std::views::iota(0, 8), {.interrupt_check = [] { throw std::range_error("stop"); }}),
+                 std::range_error);
+    ASSERT_THAT(child_pids(), ::testing::IsEmpty()) << "round " << round;
+  }
+  EXPECT_EQ(CountWrongVisits(context, 2, 100), 0);
 }
 
 // --- Reaping by others -----------------------------------------------------------------------------

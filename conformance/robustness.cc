@@ -2,6 +2,7 @@
 // hooks that fail must not break, in any context.
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -57,6 +58,106 @@ TEST_P(ContextConformance, AMapFromAThreadAKernelStartedRunsAsOneOfTheMapsWorker
       EXPECT_LT(inner_workers(outer, inner), n);
     }
   }
+}
+
+TEST_P(ContextConformance, AMapFromAThreadAKernelWaitsForByPollingRunsToo) {
+  auto visits = context().alloc<int>(5, {.fill = 0});
+  context().map(
+      [&](int, std::size_t, int) {
+        auto inner = std::async(std::launch::async, [&] {
+          context().map([&](int, std::size_t i, int) { std::atomic_ref<int>(visits[i]).fetch_add(1); },
+                        std::views::iota(0, 5));
+        });
+        while (inner.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+        }
+      },
+      std::views::iota(0, 1));
+  for (std::size_t i = 0; i < 5; ++i) EXPECT_EQ(visits[i], 1) << i;
+}
+
+TEST_P(ContextConformance, ThreadsOfSeveralKernelsRunInlineEachAsAWorkerOfItsOwnWithThatId) {
+  const int n = context().num_workers();
+  // [w]: the id the inline map's kernel got; [n + w]: this_worker_id() there; [2n + w]: how many
+  // inline kernels ran at once at most.
+  auto seen = context().alloc<int>(3 * static_cast<std::size_t>(n), {.fill = -1});
+  auto running = context().alloc<int>(1, {.fill = 0});
+  auto most = context().alloc<int>(1, {.fill = 0});
+  context().map(
+      [&](int w, std::size_t, int) {
+        std::async(std::launch::async, [&, w] {
+          context().map(
+              [&](int inner_worker, std::size_t, int) {
+                const int now = std::atomic_ref<int>(running[0]).fetch_add(1) + 1;
+                std::atomic_ref<int> peak(most[0]);
+                for (int old = peak.load(); now > old && !peak.compare_exchange_weak(old, now);) {
+                }
+                seen[static_cast<std::size_t>(w)] = inner_worker;
+                seen[static_cast<std::size_t>(n + w)] = this_worker_id();
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                std::atomic_ref<int>(running[0]).fetch_sub(1);
+              },
+              std::views::iota(0, 1));
+        }).get();
+      },
+      std::views::iota(0, n));
+  std::vector<int> ids;
+  for (int w = 0; w < n; ++w) {
+    ids.push_back(seen[static_cast<std::size_t>(w)]);
+    EXPECT_GE(ids.back(), 0);
+    EXPECT_LT(ids.back(), n);
+    EXPECT_EQ(seen[static_cast<std::size_t>(n + w)], ids.back()) << "this_worker_id() inside the inline kernel";
+  }
+  if (most[0] > 1) {  // the inline maps overlapped: they were given different workers' places
+    std::sort(ids.begin(), ids.end());
+    EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end());
+  }
+}
+
+TEST_P(ContextConformance, AddingAHookFromAThreadAKernelWaitsForIsALogicErrorNotAHang) {
+  auto refused = context().alloc<int>(1, {.fill = 0});
+  context().map(
+      [&](int, std::size_t, int) {
+        std::async(std::launch::async, [&] {
+          try {
+            context().add_hook(std::make_shared<MapHook>());
+          } catch (const std::logic_error&) {
+            refused[0] = 1;
+          }
+        }).get();
+      },
+      std::views::iota(0, 1));
+  EXPECT_EQ(refused[0], 1);
+}
+
+// Throws once it has been called after `after`.
+struct InterruptAfter {
+  std::chrono::steady_clock::time_point when;
+  void operator()() const {
+    if (std::chrono::steady_clock::now() >= when) throw std::range_error("interrupted");
+  }
+};
+
+TEST_P(ContextConformance, AnInterruptCheckThatThrowsStopsTheMapSoonAndItsExceptionIsThrown) {
+  // 2000 elements of 2 ms per worker (4 s); the check throws after 100 ms.
+  const auto start = std::chrono::steady_clock::now();
+  auto done = context().alloc<std::int64_t>({}, {.fill = 0, .per_worker = true});
+  try {
+    context().map(
+        [&](int w, std::size_t, int) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          done[static_cast<std::size_t>(w)] += 1;
+        },
+        std::views::iota(0, 2000 * context().num_workers()),
+        {.interrupt_check = InterruptAfter{start + std::chrono::milliseconds(100)}});
+    ADD_FAILURE() << "no exception";
+  } catch (const std::range_error&) {
+  } catch (const WorkerError& e) {
+    // Several callers (MPI ranks): one whose own check did not throw hears of another's as a failure.
+    EXPECT_GT(context().num_callers(), 1) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_LT(std::accumulate(done.begin(), done.end(), std::int64_t{0}), 2000 * context().num_workers());
+  context().map([](int, std::size_t, int) {}, std::views::iota(0, 10));  // usable again
 }
 
 TEST_P(ContextConformance, AnExceptionInAMapFromAThreadAKernelStartedReachesThatKernel) {
@@ -143,6 +244,40 @@ TEST_P(SingleCallerConformance, AReductionWhoseOperationThrowsLeavesEveryResultA
                std::runtime_error);
   EXPECT_EQ(inner_total, 1.0);
   EXPECT_EQ(outer_result[0], 2.0);
+}
+
+TEST_P(SingleCallerConformance, NestedReductionsIntoOneResultAddUp) {
+  double total = 0;
+  context().map(with_reduction(context(), total, 0.0, std::plus<>(),
+                               with_reduction(context(), total, 0.0, std::plus<>(),
+                                              [](int, std::size_t, int v, double& outer, double& inner) {
+                                                outer += v;
+                                                inner += v;
+                                              })),
+                std::views::iota(1, 11));
+  EXPECT_EQ(total, 110.0);
+}
+
+TEST_P(SingleCallerConformance, AHelperThatOutlivesItsContextIsRefusedByAnotherWithoutTouchingTheOld) {
+  double total = 0;
+  std::shared_ptr<Context> gone = GetParam()();
+  auto sum = with_reduction(*gone, total, 0.0, std::plus<>(), [](int, std::size_t, int v, double& p) { p += v; });
+  gone.reset();
+  try {
+    context().map(sum, std::views::iota(0, 10));
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("made for another context object"));
+  }
+}
+
+TEST_P(SingleCallerConformance, AHelperThatWasMovedFromStillWorks) {
+  double total = 0;
+  auto sum = with_reduction(context(), total, 0.0, std::plus<>(), [](int, std::size_t, int v, double& p) { p += v; });
+  auto moved_to = std::move(sum);
+  context().map(sum, std::views::iota(0, 10));  // NOLINT: use after move, on purpose
+  context().map(moved_to, std::views::iota(0, 10));
+  EXPECT_EQ(total, 90.0);
 }
 
 // --- Hooks added while maps run -------------------------------------------------------------------

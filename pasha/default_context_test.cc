@@ -1,5 +1,6 @@
 #include "pasha/default_context.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -151,6 +152,23 @@ TEST(DefaultContextAndFork, TheFirstDefaultContextIsMadeWhileAnotherThreadForksW
         std::chrono::seconds(30));
     ASSERT_EQ(status, 0) << "attempt " << attempt << (status == -1 ? ": deadlock, the child hung" : "");
   }
+}
+
+// A program's own pthread_atfork child handler that sets the default context: pasha's handlers,
+// registered when the library loaded, ran before it and released pasha's locks in the child.
+TEST(DefaultContextAndFork, AnAtforkChildHandlerOfTheProgramMaySetTheDefaultContext) {
+  const int status = StatusOfChildWithin(
+      [] {
+        set_default_context("threads", 2);
+        pthread_atfork(nullptr, nullptr, [] { set_default_context("serial", 1); });
+        const pid_t grandchild = fork();
+        if (grandchild == 0) _exit(default_context().num_workers() == 1 ? 0 : 1);
+        int grandchild_status = 0;
+        waitpid(grandchild, &grandchild_status, 0);
+        return WIFEXITED(grandchild_status) ? WEXITSTATUS(grandchild_status) : 2;
+      },
+      std::chrono::seconds(30));
+  EXPECT_EQ(status, 0) << (status == -1 ? "deadlock: the child hung" : "the handler did not take effect");
 }
 
 TEST(DefaultContext, AllocOfMoreMemoryThanTheMachineHasIsAClearError) {

@@ -64,6 +64,21 @@ std::size_t unit_bytes(const backend::ArrayLayout& layout, std::size_t axis) {
 
 }  // namespace
 
+WrittenWindows written_windows(const State& state, const backend::Job& job) {
+  if (!job.writes().said()) return {0, "every array (not said)"};
+  std::uint64_t hash = 14695981039346656037ull;  // FNV-1a over the allocation numbers named
+  std::string named;
+  for (const auto& [id, window] : state.windows) {
+    if (!job.writes().includes(window.data, window.data + window.layout.bytes)) continue;
+    for (int byte = 0; byte < 8; ++byte) {
+      hash ^= (id >> (8 * byte)) & 0xff;
+      hash *= 1099511628211ull;
+    }
+    named += (named.empty() ? "" : ", ") + std::string("array #") + std::to_string(id);
+  }
+  return {static_cast<std::int64_t>(hash | 1), named.empty() ? "none of its arrays" : named};
+}
+
 std::vector<Gather> plan_gathers(const State& state, const backend::Job& job) {
   std::vector<Gather> plan;
   if (state.num_nodes == 1) return plan;  // every rank shares every array

@@ -6,6 +6,8 @@
 #define PASHA_CONTEXTS_MPI_GATHER_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "contexts/mpi/node_state.h"
@@ -32,6 +34,14 @@ struct MpiContext::Gather {
 namespace pasha::mpi {
 
 using Gather = MpiContext::Gather;
+
+// Which of `state`'s arrays a map says its kernels write (Job::writes; all of them when it does not
+// say), as a number every rank must agree on and as words for the message when they do not.
+struct WrittenWindows {
+  std::int64_t fingerprint = 0;
+  std::string description;
+};
+WrittenWindows written_windows(const State& state, const backend::Job& job);
 
 // What making the arrays of `state` whole after `job` takes: per-worker arrays, and index-aligned
 // arrays of the ones the job writes (Job::writes). Throws std::logic_error, before the map runs, for an

@@ -58,6 +58,16 @@ struct Outcome {
   }
 }
 
+bool is_worker_error(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const WorkerError&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 // Records the cause of `error` (rethrow_cause) into `record`.
 void record_cause(const std::exception_ptr& error, backend::ErrorRecord& record) {
   try {
@@ -109,8 +119,10 @@ std::shared_ptr<void> MpiContext::allocate_array(const backend::ArrayLayout& lay
 void MpiContext::launch(backend::Job& job) {
   State& state = *state_;
   const bool indexed = job.num_elements() != backend::Job::kUnknownSize;
-  state.agree(Collective::map, indexed ? static_cast<std::int64_t>(job.num_elements()) : -1, job.num_active_workers(),
-              "collection size", "number of active workers");
+  const mpi::WrittenWindows written = mpi::written_windows(state, job);
+  state.agree(Collective::map, {{indexed ? static_cast<std::int64_t>(job.num_elements()) : -1, "collection size"},
+                                {job.num_active_workers(), "number of active workers"},
+                                {written.fingerprint, "arrays it writes (MapOptions::writes)", written.description}});
   const int active = job.num_active_workers();
   const auto [first, count] = mpi::part_of_map(state.first_worker(), state.local_workers(), active);
   // Arrays that cannot be made whole are found before any kernel runs (the same on every rank).
@@ -122,6 +134,8 @@ void MpiContext::launch(backend::Job& job) {
     RankJob part(*this, job, first, count);
     try {
       backend::launch(*state.local, part);
+      // The caller's check threw on this thread while it ran a share: the map ends on every rank.
+      if (job.interruption()) std::rethrow_exception(job.interruption());
     } catch (const WorkerError& error) {
       outcome.failed_worker = first + error.worker_id();
       outcome.local = std::current_exception();
@@ -140,6 +154,9 @@ void MpiContext::launch(backend::Job& job) {
   if (lowest != INT_MAX) {
     const int owner = state.rank_of_worker(lowest);
     check_mpi(MPI_Bcast(&outcome.record, sizeof(outcome.record), MPI_BYTE, owner, state.comm), "MPI_Bcast");
+    if (outcome.local && !is_worker_error(outcome.local)) {
+      std::rethrow_exception(outcome.local);  // this rank's own failure (its caller's check, say), as it was
+    }
     if (state.rank == owner) {
       const std::string message =
           "pasha: worker " + std::to_string(lowest) + " failed: " + std::string(outcome.record.message_text());

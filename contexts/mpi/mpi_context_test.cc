@@ -220,6 +220,22 @@ TEST_P(MpiMaps, AKernelThatThrowsOnOneRankFailsTheMapOnEveryRankPromptly) {
   for (std::size_t i = 0; i < 64; ++i) ASSERT_EQ(out[i], static_cast<int>(i) + 1);
 }
 
+TEST_P(MpiMaps, ArraysSaidToBeWrittenDifferentlyOnDifferentRanksAreInvalidArguments) {
+  ASSERT_GT(context().num_ranks(), 1) << "needs a second rank to disagree with (the 1-rank target leaves it out)";
+  auto a = context().alloc<double>(16, {.fill = 0});
+  auto b = context().alloc<double>(16, {.fill = 0});
+  try {
+    context().map([&](int, std::size_t i, int) { a[i] = 1; }, std::views::iota(0, 16),
+                  {.writes = context().rank() == 0 ? writes(a) : writes(b)});
+    FAIL() << "no exception on rank " << context().rank();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("arrays it writes"));
+  }
+  // Agreeing again, the context goes on.
+  context().map([&](int, std::size_t i, int) { a[i] = 2; }, std::views::iota(0, 16), {.writes = writes(a)});
+  EXPECT_EQ(std::count(a.begin(), a.end(), 2.0), 16);
+}
+
 TEST_P(MpiMaps, CollectionsOfDifferentSizesOnDifferentRanksAreInvalidArguments) {
   ASSERT_GT(context().num_ranks(), 1) << "needs a second rank to disagree with (the 1-rank target leaves it out)";
   const int n = 100 + (context().rank() == 0 ? 1 : 0);

@@ -117,39 +117,38 @@ Part part_of_map(int first_worker, int workers, int active) {
 
 namespace pasha {
 
-void MpiContext::State::agree(mpi::Collective what, std::int64_t first, std::int64_t second, const char* first_name,
-           const char* second_name, const std::string& second_text) {
-  const std::int64_t mine[] = {static_cast<std::int64_t>(what), sequence, first, second};
-  std::int64_t both[8];
-  for (int k = 0; k < 4; ++k) {
+void MpiContext::State::agree(mpi::Collective what, std::initializer_list<Agreed> fields) {
+  std::vector<std::int64_t> mine{static_cast<std::int64_t>(what), sequence};
+  for (const Agreed& field : fields) mine.push_back(field.value);
+  const std::size_t n = mine.size();
+  std::vector<std::int64_t> both(2 * n), reduced(2 * n);
+  for (std::size_t k = 0; k < n; ++k) {
     both[k] = mine[k];
-    both[4 + k] = -mine[k];
+    both[n + k] = -mine[k];
   }
-  std::int64_t reduced[8];
-  mpi::check_mpi(MPI_Allreduce(both, reduced, 8, MPI_INT64_T, MPI_MAX, comm), "MPI_Allreduce");
+  mpi::check_mpi(MPI_Allreduce(both.data(), reduced.data(), static_cast<int>(2 * n), MPI_INT64_T, MPI_MAX, comm),
+                 "MPI_Allreduce");
   ++sequence;
-  const auto lowest = [&](int k) { return -reduced[4 + k]; };
+  const auto lowest = [&](std::size_t k) { return -reduced[n + k]; };
+  const std::string call = mpi::collective_name(static_cast<std::int64_t>(what));
   if (lowest(0) != reduced[0] || lowest(1) != reduced[1]) {
-    throw std::invalid_argument(std::string("pasha::MpiContext: the ranks are not in the same call: this rank is in ") +
-                                mpi::collective_name(static_cast<std::int64_t>(what)) +
-                                " (pasha collective #" + std::to_string(mine[1]) +
-                                "), another in " + mpi::collective_name(reduced[0] == mine[0] ? lowest(0) : reduced[0]) +
-                                " (#" + std::to_string(reduced[1] == mine[1] ? lowest(1) : reduced[1]) +
+    throw std::invalid_argument("pasha::MpiContext: the ranks are not in the same call: this rank is in " + call +
+                                " (pasha collective #" + std::to_string(mine[1]) + "), another in " +
+                                mpi::collective_name(reduced[0] == mine[0] ? lowest(0) : reduced[0]) + " (#" +
+                                std::to_string(reduced[1] == mine[1] ? lowest(1) : reduced[1]) +
                                 "): every rank must make the same allocations and maps in the same order");
   }
-  for (int k : {2, 3}) {
-    if (lowest(k) != reduced[k] && k == 3 && !second_text.empty()) {
-      throw std::invalid_argument(std::string("pasha::MpiContext: the ranks disagree on the ") + second_name +
-                                  " of this " + mpi::collective_name(static_cast<std::int64_t>(what)) +
-                                  "; this rank's is " + second_text);
-    }
+  std::size_t k = 2;
+  for (const Agreed& field : fields) {
     if (lowest(k) != reduced[k]) {
-      throw std::invalid_argument(std::string("pasha::MpiContext: the ranks disagree on the ") +
-                                  (k == 2 ? first_name : second_name) + " of this " +
-                                  mpi::collective_name(static_cast<std::int64_t>(what)) + ": " +
-                                  std::to_string(lowest(k)) + " on some ranks, " + std::to_string(reduced[k]) +
-                                  " on others");
+      throw std::invalid_argument("pasha::MpiContext: the ranks disagree on the " + std::string(field.name) +
+                                  " of this " + call + ": " +
+                                  (field.text.empty() ? std::to_string(lowest(k)) + " on some ranks, " +
+                                                            std::to_string(reduced[k]) + " on others"
+                                                      : "this rank's is " + field.text));
     }
+    ++k;
   }
 }
+
 }  // namespace pasha

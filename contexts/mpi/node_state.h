@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -94,11 +95,14 @@ struct MpiContext::State {
     return 0;
   }
 
-  // Checks that every rank is in the same pasha collective with the same arguments; throws
-  // std::invalid_argument on every rank otherwise (one MPI_Allreduce). `second_text` describes this
-  // rank's `second` for the message, when the number itself says little (a fingerprint).
-  void agree(mpi::Collective what, std::int64_t first, std::int64_t second, const char* first_name,
-             const char* second_name, const std::string& second_text = {});
+  // Checks that every rank is in the same pasha collective with the same arguments (`fields`);
+  // throws std::invalid_argument on every rank otherwise (one MPI_Allreduce), naming the field.
+  struct Agreed {
+    std::int64_t value;
+    const char* name;
+    std::string text = {};  // how this rank describes `value`, when the number says little (a hash)
+  };
+  void agree(mpi::Collective what, std::initializer_list<Agreed> fields);
 };
 
 

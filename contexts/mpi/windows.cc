@@ -75,8 +75,9 @@ std::string room_for_window(std::size_t bytes, const std::string& directory) {
 std::shared_ptr<void> allocate_window(const std::shared_ptr<State>& state_ptr, const backend::ArrayLayout& layout,
                                       std::size_t alignment) {
   State& state = *state_ptr;
-  state.agree(Collective::alloc, static_cast<std::int64_t>(layout.bytes), fingerprint(layout), "byte size",
-              "layout (shape, order, element size, per_worker)", describe(layout));
+  state.agree(Collective::alloc, {{static_cast<std::int64_t>(layout.bytes), "byte size"},
+                                  {fingerprint(layout), "layout (shape, order, element size, per_worker)",
+                                   describe(layout)}});
   // A shared window Open MPI cannot back fails on the node's leader only, and leaves the node's other
   // ranks waiting inside MPI_Win_allocate_shared for ever: ask the leaders first, and fail together.
   std::string no_room;

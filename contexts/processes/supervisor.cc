@@ -324,12 +324,15 @@ void Supervisor::abandon() noexcept {
       if (!child.adopted && pid > 0) watch(child, pid);
       if (child.adopted && !child.reaped && !child.killed_by_pasha) kill_child(child);
     }
+    // A worker whose starter existed may exist too, not yet announced (its starter may have been
+    // killed between the clone and the announcement, and a new process runs the fork handlers
+    // first): it is waited for until the deadline, so that it is watched and reaped, never left.
     bool waiting = false;
     for (int w = 0; w < num_workers_; ++w) {
       const Child& child = children_[static_cast<std::size_t>(w)];
       const int starter = launch_.tree.starter(w + 1);
-      const bool starter_running = starter > 0 && !children_[static_cast<std::size_t>(starter - 1)].reaped;
-      if (!child.adopted && record(w).state.load() == kRunning && starter_running) waiting = true;
+      const bool starter_existed = starter > 0 && children_[static_cast<std::size_t>(starter - 1)].adopted;
+      if (!child.adopted && record(w).state.load() == kRunning && starter_existed) waiting = true;
     }
     for (Child& child : children_) {
       if (child.adopted && !child.reaped) check_exit(child);

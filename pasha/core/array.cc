@@ -116,12 +116,6 @@ std::string quoted_list(const std::vector<std::string_view>& names) {
   return s + ")";
 }
 
-// What holds an array's memory and its names together (owner_with_names).
-struct NamedOwner {
-  std::shared_ptr<void> memory;
-  std::shared_ptr<const AxisNameList> names;
-};
-
 }  // namespace
 
 AxisNameList::~AxisNameList() {
@@ -179,9 +173,6 @@ const AxisNameList* make_axis_names_without(const AxisNameList* list, std::size_
   return stored == &kNoAxisNames ? nullptr : stored;
 }
 
-std::shared_ptr<void> owner_with_names(std::shared_ptr<void> memory, std::shared_ptr<const AxisNameList> names) {
-  return std::make_shared<NamedOwner>(NamedOwner{std::move(memory), std::move(names)});
-}
 
 const AxisNameList kNoAxisNames{};
 

@@ -8,7 +8,7 @@
 //
 // Axes may carry names (Array::named, the `.axes` option of alloc): a(…) and slicing work as ever,
 // a.axis("pulse") finds an axis, pasha::along(a, "pulse") maps along it, alloc_like keeps the names.
-// The names live as long as the array's memory does.
+// The names live as long as a handle that has them.
 //
 // A default-constructed or moved-from Array is empty: one axis of length 0, no data, no names.
 //
@@ -141,9 +141,8 @@ Layout per_worker_layout(const Shape& shape, std::size_t element_size, Order ord
 
 [[noreturn]] void throw_not_zero_dimensional(std::size_t ndim);
 
-// The axis names of an Array: one list per call of Array::named (or alloc with `.axes`), owned with
-// the array's memory (its handles share one owner that holds both), so that the list goes with the
-// last handle. A sub-array finds its list (this one without the sliced axis) with one atomic load
+// The axis names of an Array: one list per call of Array::named (or alloc with `.axes`), shared by
+// the handles made from it, and gone with the last of them. A sub-array finds its list (this one without the sliced axis) with one atomic load
 // once the first has asked: the lists of sub-arrays are made once, on demand, and owned by this one.
 // Lock-free, so that forked children may use them.
 struct AxisNameList {
@@ -165,8 +164,6 @@ std::shared_ptr<const AxisNameList> make_axis_names(const std::vector<std::strin
 const AxisNameList* make_axis_names_without(const AxisNameList* list, std::size_t axis);
 // Throws std::invalid_argument unless `names` has one name per axis of an `ndim`-d array.
 std::shared_ptr<const AxisNameList> axis_names_for(const AxisNames& names, std::size_t ndim, const char* who);
-// An owner for an array's handles that keeps both its memory (`memory`, may be empty) and its names.
-std::shared_ptr<void> owner_with_names(std::shared_ptr<void> memory, std::shared_ptr<const AxisNameList> names);
 [[noreturn]] void throw_no_such_axis(const AxisNameList* list, std::string_view name);
 // The names alloc gives an array of `ndim` axes named `names` (checked): with "worker" for the worker
 // axis of a per-worker array (first for C order, last for F).
@@ -209,7 +206,8 @@ class Array {
         strides_(other.strides_),
         order_(other.order_),
         contiguous_(other.contiguous_),
-        names_(other.names_) {
+        names_(other.names_),
+        names_owner_(std::move(other.names_owner_)) {
     other.become_empty();
   }
   Array& operator=(Array&& other) noexcept {
@@ -221,6 +219,7 @@ class Array {
       order_ = other.order_;
       contiguous_ = other.contiguous_;
       names_ = other.names_;
+      names_owner_ = std::move(other.names_owner_);
       other.become_empty();
     }
     return *this;
@@ -258,7 +257,7 @@ class Array {
     Array view = *this;
     std::shared_ptr<const detail::AxisNameList> list = detail::axis_names_for(names, ndim(), "pasha::Array::named");
     view.names_ = list.get();
-    if (list) view.owner_ = detail::owner_with_names(std::move(view.owner_), std::move(list));
+    view.names_owner_ = std::move(list);
     return view;
   }
   bool has_axis_names() const noexcept { return names_ != nullptr; }
@@ -384,6 +383,7 @@ class Array {
     order_ = Order::C;
     contiguous_ = true;
     names_ = nullptr;
+    names_owner_.reset();
   }
 
   bool is_contiguous(Order order) const noexcept {
@@ -412,7 +412,8 @@ class Array {
   std::array<std::ptrdiff_t, kMaxRank> strides_{};
   Order order_ = Order::C;
   bool contiguous_ = true;
-  const detail::AxisNameList* names_ = nullptr;
+  const detail::AxisNameList* names_ = nullptr;  // this view's names (a sub-list of names_owner_'s)
+  std::shared_ptr<const detail::AxisNameList> names_owner_;  // empty in unowned views
 };
 
 }  // namespace pasha

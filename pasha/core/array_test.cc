@@ -271,5 +271,22 @@ TEST(AxisNames, TheNamesGoWithTheLastArrayThatUsesThem) {
   EXPECT_LT(grown, std::size_t{16} << 20) << "resident memory grew by " << (grown >> 20) << " MiB";
 }
 
+TEST(AxisNames, NamingAnArrayAgainAndAgainKeepsOnlyItsLastNames) {
+  std::vector<int> data(8);
+  Array<int> a(nullptr, data.data(), {2, 4}, Order::C);
+  const auto rename = [&](int first, int count) {
+    for (int i = first; i < first + count; ++i) a = a.named({"pulse_" + std::to_string(i), "pixel"});
+  };
+  rename(0, 10'000);
+  const std::size_t before = ResidentBytes();
+  rename(10'000, 300'000);
+  const std::size_t grown = ResidentBytes() - std::min(ResidentBytes(), before);
+  EXPECT_LT(grown, std::size_t{16} << 20) << "resident memory grew by " << (grown >> 20) << " MiB";
+  EXPECT_EQ(a.axis("pulse_309999"), 0u);
+  EXPECT_EQ(a.axis("pixel"), 1u);
+  a = Array<int>();  // releasing the last handle does not recurse through 300,000 owners
+  EXPECT_FALSE(a.has_axis_names());
+}
+
 }  // namespace
 }  // namespace pasha

@@ -1,11 +1,8 @@
 #include "pasha/core/context.h"
 
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
-#include <fstream>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -17,34 +14,9 @@
 namespace pasha {
 namespace {
 
-// How long a map waiting for its turn sleeps between looks at the running map's workers, and how
-// long those must all stay blocked before the waiting map is taken for one of theirs.
-constexpr auto kTurnSlice = std::chrono::milliseconds(50);
-constexpr auto kStalledFor = std::chrono::seconds(1);
-
-// A number that identifies the calling thread among the live threads of this process.
-std::uint64_t this_thread_token() noexcept {
-  thread_local const char token = 0;
-  return reinterpret_cast<std::uintptr_t>(&token);
-}
-
-// What /proc says of thread `tid` of this process: blocked in futex() (a lock, a condition variable,
-// a join), and how often it has been switched out on its own so far (which moves whenever it wakes).
-// nullopt when it is not blocked in futex, or has gone.
-std::optional<std::uint64_t> futex_wait_count(pid_t tid) {
-  const std::string task = "/proc/self/task/" + std::to_string(tid) + "/";
-  long syscall_number = -1;
-  if (std::ifstream in(task + "syscall"); !(in >> syscall_number) || syscall_number != SYS_futex) return std::nullopt;
-  std::ifstream status(task + "status");
-  std::string field;
-  while (status >> field) {
-    if (field == "voluntary_ctxt_switches:") {
-      std::uint64_t switches = 0;
-      if (status >> switches) return switches;
-      return std::nullopt;
-    }
-  }
-  return std::nullopt;
+std::uint64_t next_context_id() noexcept {
+  static std::atomic<std::uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 }  // namespace
@@ -59,9 +31,14 @@ int checked_num_workers(int num_workers) {
 
 Context::Context(int num_workers)
     : num_workers_(checked_num_workers(num_workers)),
+      id_(next_context_id()),
       owner_pid_(getpid()),
-      worker_threads_(new std::atomic<pid_t>[static_cast<std::size_t>(num_workers)]) {
-  for (int w = 0; w < num_workers_; ++w) worker_threads_[static_cast<std::size_t>(w)].store(0);
+      worker_threads_(new std::atomic<pid_t>[static_cast<std::size_t>(num_workers)]),
+      inline_claims_(new std::atomic<bool>[static_cast<std::size_t>(num_workers)]) {
+  for (int w = 0; w < num_workers_; ++w) {
+    worker_threads_[static_cast<std::size_t>(w)].store(0);
+    inline_claims_[static_cast<std::size_t>(w)].store(false);
+  }
 }
 
 Context::~Context() = default;
@@ -92,13 +69,15 @@ void Context::add_hook(std::shared_ptr<MapHook> hook) {
     return std::logic_error("pasha: add_hook from inside a map of the same context (a hook or a kernel), whose hooks "
                             "are in use; add hooks before or after its maps");
   };
-  if (map_holder_.load(std::memory_order_acquire) == this_thread_token()) throw inside_a_map();
+  if (map_holder_.load(std::memory_order_acquire) == detail::this_thread_token()) throw inside_a_map();
   adopt_if_forked();
   std::unique_lock lock(map_mutex_, std::defer_lock);
   if (this_worker_id() >= 0) {
     if (!lock.try_lock()) throw inside_a_map();  // waiting could wait for the kernel calling us
-  } else {
-    lock.lock();
+  } else if (const std::optional<int> stalled = wait_for_turn(lock)) {
+    release_inline_claim(*stalled);
+    throw std::logic_error("pasha: add_hook from a thread that a running map of the same context waits for (a "
+                           "thread its kernel or hook started); add hooks before or after its maps");
   }
   hooks_.push_back(std::move(hook));
 }
@@ -123,7 +102,11 @@ void Context::adopt_if_forked() {
     // The parent's maps do not continue here; whoever held the lock at the fork does not exist here.
     new (&map_mutex_) std::recursive_timed_mutex();
     map_holder_.store(0, std::memory_order_relaxed);
-    for (int w = 0; w < num_workers_; ++w) worker_threads_[static_cast<std::size_t>(w)].store(0);
+    holder_thread_.store(0, std::memory_order_relaxed);
+    for (int w = 0; w < num_workers_; ++w) {
+      worker_threads_[static_cast<std::size_t>(w)].store(0);
+      inline_claims_[static_cast<std::size_t>(w)].store(false);
+    }
     rebuild_after_fork();
   } catch (...) {
     adopting_pid_.store(0, std::memory_order_release);
@@ -133,62 +116,23 @@ void Context::adopt_if_forked() {
   adopting_pid_.store(0, std::memory_order_release);
 }
 
-std::optional<int> Context::stalled_worker(std::vector<std::uint64_t>& previous) const {
-  std::vector<std::uint64_t> now;
-  std::optional<int> lowest;
-  bool stalled = true;
-  for (int w = 0; w < num_workers_ && stalled; ++w) {
-    const pid_t tid = worker_threads_[static_cast<std::size_t>(w)].load(std::memory_order_acquire);
-    if (tid == 0) continue;
-    const std::optional<std::uint64_t> waits = futex_wait_count(tid);
-    if (!waits) {
-      stalled = false;
-      break;
-    }
-    if (!lowest) lowest = w;
-    now.push_back(static_cast<std::uint64_t>(w) << 48 ^ static_cast<std::uint64_t>(tid) << 20 ^ *waits);
-  }
-  const bool same = stalled && lowest && now == previous;
-  previous = stalled && lowest ? std::move(now) : std::vector<std::uint64_t>();
-  return same ? lowest : std::nullopt;
-}
-
-Context::MapTurn Context::take_turn() {
-  adopt_if_forked();
-  MapTurn turn{std::unique_lock(map_mutex_, std::try_to_lock), std::nullopt};
-  std::vector<std::uint64_t> seen;  // the blocked workers as last seen, if all were blocked
-  auto stalled_since = std::chrono::steady_clock::now();
-  while (!turn.lock.owns_lock() && !turn.lock.try_lock_for(kTurnSlice)) {
-    const auto now = std::chrono::steady_clock::now();
-    if (const std::optional<int> worker = stalled_worker(seen)) {
-      if (now - stalled_since >= kStalledFor) {
-        turn.inline_worker_id = worker;
-        return turn;
-      }
-    } else {
-      stalled_since = now;  // not (or not the same) blocked workers: the second starts again
-    }
-  }
-  return turn;
-}
-
 void Context::run_job(detail::MapJobBase& job, const MapOptions& options) {
-  // map holds the turn's lock; map_holder_ names this thread until the map ends (a hook's own map,
-  // which takes the lock again, hands it back to the outer map).
-  struct Holder {
-    std::atomic<std::uint64_t>& holder;
-    const std::uint64_t previous = holder.exchange(this_thread_token(), std::memory_order_acq_rel);
-    ~Holder() { holder.store(previous, std::memory_order_release); }
-  } holder{map_holder_};
+  // map holds the turn's lock; the holder's marks name this thread, in its hooks or not, until the
+  // map ends (a hook's own map, which takes the lock again, hands them back to the outer map).
+  const MapHolder holder(*this);
   const detail::MapHookSequence hooks(hooks_, job);
   detail::run_between(
       hooks.size(), [&](std::size_t i) { hooks[i].pre_map(*this); },
       [&] {
+        job.set_caller_thread(detail::this_thread_token(), getpid());
+        holder_in_hooks_.store(false, std::memory_order_release);
         if (options.progress) {
           run_with_progress(job, options);
         } else {
           launch(job);
         }
+        holder_in_hooks_.store(true, std::memory_order_release);
+        job.rethrow_interruption();
       },
       [&](std::size_t i) { hooks[i].post_map(*this); });
   // Nothing more can fail the map: a helper's results are combined now, or not at all.

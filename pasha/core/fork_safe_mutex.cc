@@ -63,6 +63,13 @@ void check_no_fork_safe_mutex_held(const char* what) noexcept {
 
 void ForkSafeBase::count_held(int change) noexcept { held_by_this_thread += change; }
 
+namespace {
+// pasha's pthread_atfork handlers are registered when the program (or the Python module) is loaded,
+// before any of the program's own: a child handler of the program's that uses pasha then runs after
+// pasha's has renewed its mutexes (child handlers run in the order they were registered).
+[[maybe_unused]] const bool kRegisteredAtLoad = (ForkSafeList::instance(), true);
+}  // namespace
+
 void ForkSafeBase::enroll() {
   check_no_fork_safe_mutex_held("made");
   ForkSafeList& list = ForkSafeList::instance();

@@ -49,6 +49,7 @@
 #include <cerrno>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -77,21 +78,28 @@ class KernelHelper : public MapHook {
     hooks.add(const_cast<KernelHelper*>(this));
     if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_add_map_hooks(hooks);
   }
+  // The wrapped kernel's results (helpers inside this one), which come first: an outer helper
+  // combining into the same array sees what the inner one combined.
   void pasha_prepare_results(Context& context) const {
     if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_prepare_results(context);
   }
   void pasha_commit_results() const noexcept {
     if constexpr (KernelWithMapHooks<Kernel>) kernel_.pasha_commit_results();
   }
+  void pasha_undo_results() const noexcept {
+    if constexpr (KernelWithMapHooks<Kernel> && requires { kernel_.pasha_undo_results(); }) {
+      kernel_.pasha_undo_results();
+    }
+  }
 
   void pre_map(Context& context) override {
-    if (context_ != nullptr && &context != context_) {
-      throw std::invalid_argument(std::string(name_) + ": made for another context object (a " + context_->name() +
-                                  " context of " + std::to_string(context_->num_workers()) +
-                                  " workers) than the one this map runs on (a " + context.name() + " context of " +
-                                  std::to_string(context.num_workers()) + " workers); make it with that one");
+    // The helper may outlive its context: only the context's id and description are looked at.
+    if (context_id_ != 0 && context.id() != context_id_) {
+      throw std::invalid_argument(std::string(name_) + ": made for another context object (" + context_description_ +
+                                  ") than the one this map runs on (" + describe(context) +
+                                  "); make it with that one");
     }
-    if (context_ != nullptr && context.num_callers() > 1) {
+    if (context_id_ != 0 && context.num_callers() > 1) {
       throw std::invalid_argument(std::string(name_) + ": not available with a context driven by " +
                                   std::to_string(context.num_callers()) + " callers (" + context.name() +
                                   "): each would combine the same partials");
@@ -106,25 +114,28 @@ class KernelHelper : public MapHook {
   // arrays.
   KernelHelper(const char* name, Context* context, Kernel kernel)
       : name_(name),
-        context_(context),
+        context_id_(context != nullptr ? context->id() : 0),
+        context_description_(context != nullptr ? describe(*context) : std::string()),
         kernel_(std::move(kernel)),
         shared_in_map_(context != nullptr ? context->alloc<int>({}, {.fill = 0}) : Array<int>()) {}
-  KernelHelper(const KernelHelper& other)
-      : MapHook(other),
-        name_(other.name_),
-        context_(other.context_),
-        kernel_(other.kernel_),
-        shared_in_map_(other.shared_in_map_) {}
+  // A moved-from helper keeps its state (copies share it): only the kernel moves.
+  KernelHelper(const KernelHelper& other) = default;
   KernelHelper(KernelHelper&& other) noexcept(std::is_nothrow_move_constructible_v<Kernel>)
       : MapHook(other),
         name_(other.name_),
-        context_(other.context_),
+        context_id_(other.context_id_),
+        context_description_(other.context_description_),
         kernel_(std::move(other.kernel_)),
         shared_in_map_(other.shared_in_map_) {}
   KernelHelper& operator=(const KernelHelper&) = delete;
 
+  static std::string describe(const Context& context) {
+    return "a " + context.name() + " context of " + std::to_string(context.num_workers()) + " workers";
+  }
+
   const char* name_;
-  Context* context_;  // the context whose arrays the helper uses; nullptr when it uses none
+  std::uint64_t context_id_;  // Context::id of the context whose arrays the helper uses; 0 when none
+  std::string context_description_;
 
   mutable Kernel kernel_;
 
@@ -281,27 +292,39 @@ class WithLocalCopies final : public detail::KernelHelper<Kernel> {
   }
   void pasha_prepare_results(Context& context) const {
     detail::KernelHelper<Kernel>::pasha_prepare_results(context);
-    combined_.reset();
-    for (int w = 0; w < copies_.num_workers(); ++w) {
-      if (!copies_.took_part(w)) continue;
-      if (!combined_) {
-        combined_ = detail::copy_of(copies_.of(w));
-      } else {
-        detail::combine_into(*combined_, copies_.of(w), combine_);
+    std::optional<std::vector<T>> combined;
+    try {
+      for (int w = 0; w < copies_.num_workers(); ++w) {
+        if (!copies_.took_part(w)) continue;
+        if (!combined) {
+          combined = detail::copy_of(copies_.of(w));
+        } else {
+          detail::combine_into(*combined, copies_.of(w), combine_);
+        }
       }
+      if (combined) before_ = detail::copy_of(array_);
+    } catch (...) {
+      detail::KernelHelper<Kernel>::pasha_undo_results();
+      throw;
     }
+    if (combined) detail::copy_into(array_, *combined);
   }
   void pasha_commit_results() const noexcept {
     detail::KernelHelper<Kernel>::pasha_commit_results();
-    if (combined_) detail::copy_into(array_, *combined_);
-    combined_.reset();
+    before_.reset();
+  }
+  void pasha_undo_results() const noexcept {
+    if (before_) detail::copy_into(array_, *before_);
+    before_.reset();
+    detail::KernelHelper<Kernel>::pasha_undo_results();
   }
 
  private:
-  Array<T> array_;
-  detail::PerWorkerArrays<T> copies_;
+  // Const, so that a moved-from helper keeps them (copies share them anyway).
+  const Array<T> array_;
+  const detail::PerWorkerArrays<T> copies_;
   mutable Combine combine_;
-  mutable std::optional<std::vector<T>> combined_;  // between prepare and commit
+  mutable std::optional<std::vector<T>> before_;  // the array before this map combined into it
 };
 
 // A reduction into `result` (OpenMP's reduction clause): each worker's partial, of the result's
@@ -342,32 +365,52 @@ class WithReduction final : public detail::KernelHelper<Kernel> {
   }
   void pasha_prepare_results(Context& context) const {
     detail::KernelHelper<Kernel>::pasha_prepare_results(context);
-    if constexpr (kScalar) {
-      T value = *result_;
+    std::vector<T> value;
+    try {
+      value = current();
+      before_ = value;
       for (int w = 0; w < partials_.num_workers(); ++w) {
-        if (partials_.took_part(w)) value = static_cast<T>(op_(value, *partials_.of(w).data()));
+        if (!partials_.took_part(w)) continue;
+        if constexpr (kScalar) {
+          value[0] = static_cast<T>(op_(value[0], *partials_.of(w).data()));
+        } else {
+          detail::combine_into(value, partials_.of(w), op_);
+        }
       }
-      combined_ = std::vector<T>{value};
-    } else {
-      std::vector<T> value = detail::copy_of(result_);
-      for (int w = 0; w < partials_.num_workers(); ++w) {
-        if (partials_.took_part(w)) detail::combine_into(value, partials_.of(w), op_);
-      }
-      combined_ = std::move(value);
+    } catch (...) {
+      before_.reset();
+      detail::KernelHelper<Kernel>::pasha_undo_results();
+      throw;
     }
+    set(value);
   }
   void pasha_commit_results() const noexcept {
     detail::KernelHelper<Kernel>::pasha_commit_results();
-    if (!combined_) return;
-    if constexpr (kScalar) {
-      *result_ = combined_->front();
-    } else {
-      detail::copy_into(result_, *combined_);
-    }
-    combined_.reset();
+    before_.reset();
+  }
+  void pasha_undo_results() const noexcept {
+    if (before_) set(*before_);
+    before_.reset();
+    detail::KernelHelper<Kernel>::pasha_undo_results();
   }
 
  private:
+  // The result's elements now, and setting them (which cannot fail: T is trivially copyable).
+  std::vector<T> current() const {
+    if constexpr (kScalar) {
+      return std::vector<T>{*result_};
+    } else {
+      return detail::copy_of(result_);
+    }
+  }
+  void set(const std::vector<T>& value) const noexcept {
+    if constexpr (kScalar) {
+      *result_ = value[0];
+    } else {
+      detail::copy_into(result_, value);
+    }
+  }
+
   Shape result_shape() const {
     if constexpr (kScalar) {
       return Shape{};
@@ -383,11 +426,12 @@ class WithReduction final : public detail::KernelHelper<Kernel> {
     }
   }
 
-  Result result_;
-  detail::PerWorkerArrays<T> partials_;
+  // Const, so that a moved-from helper keeps them (copies share them anyway).
+  const Result result_;
+  const detail::PerWorkerArrays<T> partials_;
   T identity_;
   mutable Op op_;
-  mutable std::optional<std::vector<T>> combined_;  // between prepare and commit
+  mutable std::optional<std::vector<T>> before_;  // the result before this map combined into it
 };
 
 template <class Init, class Kernel>

@@ -43,9 +43,14 @@ class MapHook {
 //
 // has its hooks called after the context's, by the same rules, in every map it is given to, nested
 // ones included; and once the map has succeeded, post_map hooks included, the caller calls
-// pasha_prepare_results (which works out the kernel's results aside, and may throw: the map then
-// fails) and pasha_commit_results (which makes them visible, and cannot fail), so that a failed map
-// leaves them as they were. The hooks must live until the map returns.
+// pasha_prepare_results, which combines the kernel's results into their place (the kernels it wraps
+// first) and keeps what undoing them takes; if it fails, it undoes what it and the kernels it wraps
+// combined, and throws (the map then fails, its results as they were). Then pasha_commit_results,
+// which cannot fail, lets the undo go. A kernel that wraps others may also have
+//
+//   void pasha_undo_results() const noexcept;   // restores what pasha_prepare_results combined
+//
+// for the kernels around it to call. The hooks must live until the map returns.
 class MapHookList {
  public:
   static constexpr std::size_t kCapacity = 8;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <optional>
 #include <span>
@@ -93,6 +94,11 @@ class Job {
   void check_caller() const {
     if (caller_check_ != nullptr) (*caller_check_)();
   }
+  // The exception of the caller's check when it threw while the caller's own thread ran a share (a
+  // serial context, worker 0 of a thread context): the job stopped its workers as after a failure and
+  // the context returned normally; Context::map throws it. Null otherwise. A context that must tell
+  // others of the map's end (the ranks of an MPI context) looks here once its workers are done.
+  const std::exception_ptr& interruption() const noexcept { return interruption_; }
 
   // The arrays this map's kernels write, as the caller said (MapOptions::writes): a context that
   // copies results between address spaces copies only these when the caller said.
@@ -126,6 +132,7 @@ class Job {
   std::size_t num_map_hooks_ = 0;
   const std::function<void()>* caller_check_ = nullptr;  // null: none
   const WrittenArrays* writes_ = nullptr;                // null: not said
+  std::exception_ptr interruption_;                      // see interruption()
 
  private:
   static inline const WrittenArrays kNotSaid{};

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 
 #include "pasha/core/context.h"
 #include "pasha/core/detail/worker_identity.h"
@@ -18,10 +19,22 @@ int this_worker_id() noexcept {
   return thread_worker_id >= 0 ? thread_worker_id : process_worker_id.load(std::memory_order_relaxed);
 }
 
+WorkerScope::WorkerScope(int worker_id) noexcept : previous_(thread_worker_id) { thread_worker_id = worker_id; }
+WorkerScope::~WorkerScope() { thread_worker_id = previous_; }
+
 namespace detail {
 
-WorkerIdScope::WorkerIdScope(int worker_id) noexcept : previous_(thread_worker_id) { thread_worker_id = worker_id; }
-WorkerIdScope::~WorkerIdScope() { thread_worker_id = previous_; }
+WorkerIdScope::WorkerIdScope(int worker_id) noexcept
+    : previous_(thread_worker_id), previous_process_(process_worker_id.load(std::memory_order_relaxed)) {
+  thread_worker_id = worker_id;
+  // A worker process runs one share, whose id may be numbered by a context above the one that forked
+  // it (an MPI context's global ids over a process context's local ones): its threads follow the share.
+  if (previous_process_ >= 0) process_worker_id.store(worker_id, std::memory_order_relaxed);
+}
+WorkerIdScope::~WorkerIdScope() {
+  thread_worker_id = previous_;
+  if (previous_process_ >= 0) process_worker_id.store(previous_process_, std::memory_order_relaxed);
+}
 
 void set_process_worker_id(int worker_id) noexcept { process_worker_id.store(worker_id, std::memory_order_relaxed); }
 
@@ -35,6 +48,11 @@ pid_t this_thread_id() noexcept {
     cached_in = process;
   }
   return cached;
+}
+
+std::uint64_t this_thread_token() noexcept {
+  thread_local const char token = 0;
+  return reinterpret_cast<std::uintptr_t>(&token);
 }
 
 }  // namespace detail

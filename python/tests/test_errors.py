@@ -61,12 +61,24 @@ def test_an_exception_that_cannot_be_pickled_is_rebuilt_from_its_type_or_named(a
 
 
 def test_the_lowest_failed_worker_is_reported(ctx):
+    # Every worker reaches its first element before any raises (a worker that sees the map cancelled
+    # before its first element has not failed): each marks its arrival and waits for the others.
+    arrived = ctx.alloc(shape=ctx.num_workers, dtype=np.int32, fill=0)
+
     def every_worker_fails(worker_id, index, value):
+        arrived[worker_id] = 1
+        deadline = time.monotonic() + 10
+        while not arrived.all() and time.monotonic() < deadline:
+            time.sleep(0.001)
         raise RuntimeError(f'worker {worker_id}')
 
-    with pytest.raises(RuntimeError, match='worker 0') as caught:
+    with pytest.raises(RuntimeError) as caught:
         ctx.map(every_worker_fails, range(100))
-    assert caught.value.worker_id == 0
+    assert str(caught.value).split('\n')[0] == f'worker {caught.value.worker_id}'
+    if not isinstance(ctx, psh.ProcessContext):
+        assert caught.value.worker_id == 0
+    # (Worker processes still raising 50 ms after the first failure was recorded are stopped, and
+    # have not failed: on a loaded machine the lowest to fail may then be another.)
 
 
 @pytest.mark.parametrize('how, expected', [

@@ -17,6 +17,9 @@
 #ifndef PASHA_CORE_DETAIL_MAP_JOB_H_
 #define PASHA_CORE_DETAIL_MAP_JOB_H_
 
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -34,6 +37,7 @@
 #include <utility>
 #include <vector>
 
+#include "pasha/core/detail/worker_identity.h"
 #include "pasha/core/errors.h"
 #include "pasha/core/functor.h"
 #include "pasha/core/hooks.h"
@@ -189,9 +193,38 @@ constexpr std::size_t cancel_check_interval(std::size_t size) noexcept {
 // The part of a MapJob that does not depend on its types.
 class MapJobBase : public backend::Job {
  public:
+  // The caller's own share (serial contexts, worker 0 of a thread context) cannot wait for the
+  // context to check the caller (MapOptions::interrupt_check): the job checks between its chunks
+  // when it runs on the caller's thread (`caller_thread`, a this_thread_token), stops the map if the
+  // check throws, and rethrow_interruption throws that once the context has returned.
+  void set_caller_thread(std::uint64_t caller_thread, pid_t caller_process) noexcept {
+    caller_thread_ = caller_thread;
+    caller_process_ = caller_process;
+  }
+  void rethrow_interruption() const {
+    if (interruption()) std::rethrow_exception(interruption());
+  }
+
   // Where workers count the elements they have finished, when the map reports progress: memory every
   // worker and the caller can reach. Null (the default) counts nothing.
   void count_progress_in(std::atomic<std::size_t>* counter) noexcept { progress_ = counter; }
+
+ protected:
+  // Between two chunks of a share: the caller's check, on the caller's thread (see above).
+  void check_caller_between_chunks(backend::WorkerControl& control) {
+    // (A worker process forked from the caller's thread has the same token: the process tells.)
+    if (!checks_caller() || interruption_ || this_thread_token() != caller_thread_ || ::getpid() != caller_process_) {
+      return;
+    }
+    try {
+      check_caller();
+    } catch (...) {
+      interruption_ = std::current_exception();
+      control.cancelled.store(true, std::memory_order_relaxed);
+    }
+  }
+
+ public:
 
   // In the caller, once the map has succeeded, its post_map hooks included (and so still under the
   // map's lock): combines the kernel's results (a helper's combine step), all or nothing.
@@ -199,6 +232,10 @@ class MapJobBase : public backend::Job {
 
  protected:
   std::atomic<std::size_t>* progress_ = nullptr;
+
+ private:
+  std::uint64_t caller_thread_ = 0;
+  pid_t caller_process_ = 0;
 };
 
 template <class F, class Kernel>
@@ -250,6 +287,7 @@ class MapJob final : public MapJobBase {
       const std::size_t s = position_begin_ + control.next_position.fetch_add(1, std::memory_order_relaxed);
       if (s >= last) return;
       run_share(shares_[s], visit, control);
+      check_caller_between_chunks(control);
     }
   }
 
@@ -281,6 +319,7 @@ class MapJob final : public MapJobBase {
         const std::size_t end = share.end - begin > interval ? begin + interval : share.end;
         iterate_chunk(IndexRange{begin, end}, visit, control);
         begin = end;
+        if (begin < share.end) check_caller_between_chunks(control);
         if (begin < share.end && control.cancelled.load(std::memory_order_relaxed)) return;
       }
     } else {
@@ -310,6 +349,7 @@ class MapJob final : public MapJobBase {
         end = limit - begin > chunk_ ? begin + chunk_ : limit;
       } while (!control.next_position.compare_exchange_weak(offset, end - base, std::memory_order_relaxed));
       iterate_chunk(IndexRange{begin, end}, visit, control);
+      check_caller_between_chunks(control);
     }
   }
 
