@@ -64,14 +64,18 @@ DataCollection RunDirectory(const std::string& path, const OpenOptions& options)
   std::vector<std::string> names;
   while (const dirent* entry = ::readdir(dir)) {
     const std::string name = entry->d_name;
-    if (name.size() > 3 && name.ends_with(".h5") && name != "overview.h5") names.push_back(name);
+    if (name.size() > 3 && name.ends_with(".h5") && name != "overview.h5") names.push_back(path + "/" + name);
   }
   ::closedir(dir);
-  std::sort(names.begin(), names.end());
+  return RunFiles(names, options, path);
+}
+
+DataCollection RunFiles(std::vector<std::string> paths, const OpenOptions& options, const std::string& what) {
+  std::sort(paths.begin(), paths.end());
+  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
   std::vector<std::shared_ptr<detail::RunFile>> files;
   std::vector<std::pair<std::string, std::string>> skipped;
-  for (const std::string& name : names) {
-    const std::string file_path = path + "/" + name;
+  for (const std::string& file_path : paths) {
     try {
       files.push_back(detail::RunFile::open(file_path));
     } catch (const FormatError& error) {
@@ -80,7 +84,7 @@ DataCollection RunDirectory(const std::string& path, const OpenOptions& options)
     }
   }
   if (files.empty()) {
-    throw FormatError(path + ": no usable run files (*.h5)" +
+    throw FormatError((what.empty() ? std::string("the files given") : what) + ": no usable run files (*.h5)" +
                       (skipped.empty() ? std::string() : "; first problem: " + skipped.front().second));
   }
   return DataCollection::from_files(std::move(files), options, std::move(skipped));
@@ -117,7 +121,7 @@ void merge_sources(detail::Run& run) {
       src.files.push_back(static_cast<std::int32_t>(fi));
       for (const auto& [key, fkey] : fsrc.keys) {
         if (src.keys.count(key) == 0) {
-          src.keys.emplace(key, detail::KeyInfo{fkey.group, std::vector<std::size_t>(fkey.dims.begin() + 1, fkey.dims.end())});
+          src.keys.emplace(key, detail::KeyInfo{fkey.group, std::vector<std::size_t>(fkey.dims.begin() + 1, fkey.dims.end()), fkey.stored});
         }
       }
       for (const auto& [group, index] : fsrc.groups) {
@@ -282,6 +286,11 @@ DataCollection DataCollection::select_trains(const TrainSelection& selection) co
       break;
   }
   return with_positions(std::move(positions));
+}
+
+std::optional<ElementType> DataCollection::stored_type(const std::string& source, const std::string& key) const {
+  const std::string stored = detail::stored_key_or_throw(*run_, *selection_, source, key);
+  return run_->sources.at(source).keys.at(stored).stored_type;
 }
 
 std::vector<std::uint64_t> DataCollection::data_counts(const std::string& source, const std::string& key) const {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,6 +15,7 @@
 
 #include "functors/xfel/detail/resolved_key.h"
 #include "functors/xfel/detail/rows.h"
+#include "functors/xfel/element_type.h"
 #include "functors/xfel/format_error.h"
 #include "pasha/core/array.h"
 #include "pasha/core/functor.h"
@@ -49,7 +51,7 @@ struct OpenOptions {
   // True (EXtra-data's default): every non-zero train id counts. False: trains flagged as suspect
   // (INDEX/flag, or guessed for format 0.5) are left out everywhere.
   bool inc_suspect_trains = true;
-  // RunDirectory only. False: any unusable file is a FormatError. True (EXtra-data's behaviour):
+  // RunDirectory and RunFiles only. False: any unusable file is a FormatError. True (EXtra-data's behaviour):
   // unusable files are skipped (see DataCollection::skipped_files); it fails only if none is usable.
   bool skip_unreadable_files = false;
 };
@@ -75,7 +77,7 @@ class TrainData {
   // This train's rows of a resolved key, in a new array; validated for T.
   template <class T>
   static Array<T> read(const detail::ResolvedKey& resolved, std::size_t position) {
-    constexpr detail::ElementType type = detail::element_type_of<T>();
+    constexpr ElementType type = element_type_of<T>();
     resolved.validate(position, type);
     const detail::Location& loc = resolved.location(position);
     Array<T> rows = detail::heap_array<T>(detail::rows_shape(loc.count, resolved.entry_shape()));
@@ -136,6 +138,12 @@ class DataCollection {
   // Throws std::invalid_argument for a source that is not selected.
   SourceData source_data(const std::string& source) const;
 
+  // The element type (source, key) is stored as, in the first file that holds it, when the reader
+  // reads such a type (integers and floats: what KeyData<T>'s T would be without a conversion);
+  // nullopt for others (strings). CONTROL keys may be named without ".value". Throws
+  // std::invalid_argument for an unknown (source, key).
+  std::optional<ElementType> stored_type(const std::string& source, const std::string& key) const;
+
   // Per-train counts of a (source, index group) pair, aligned with train_ids().
   std::vector<std::uint64_t> data_counts(const std::string& source, const std::string& key) const;
 
@@ -156,6 +164,7 @@ class DataCollection {
  private:
   friend DataCollection RunDirectory(const std::string& path, const OpenOptions& options);
   friend DataCollection H5File(const std::string& path, const OpenOptions& options);
+  friend DataCollection RunFiles(std::vector<std::string> paths, const OpenOptions& options, const std::string& what);
   template <class T>
   friend class KeyData;
   friend class SourceData;
@@ -178,6 +187,10 @@ class DataCollection {
 DataCollection RunDirectory(const std::string& path, const OpenOptions& options = {});
 // One run file.
 DataCollection H5File(const std::string& path, const OpenOptions& options = {});
+// The run files `paths` (in any order; duplicates count once), as one collection: what RunDirectory
+// opens, or a part of a run (EXtra-data's collections carry their files). `what` names them in
+// errors (a directory, say). Throws FormatError as RunDirectory does.
+DataCollection RunFiles(std::vector<std::string> paths, const OpenOptions& options = {}, const std::string& what = "");
 
 }  // namespace pasha::xfel
 

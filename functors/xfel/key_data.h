@@ -76,6 +76,21 @@ class KeyData {
     flush();
     return all;
   }
+  // The rows of the train at position `index` of train_ids(), shape (count, entry_shape...), in
+  // memory of their own that the array owns: for code that may keep them past a kernel call (a
+  // binding handing them to Python). Large rows stored as T are mapped from the file (a private
+  // mapping, gone with the last handle), others read.
+  Array<T> rows_of_train(std::size_t index) const {
+    const detail::Location& loc = location(index);
+    const Shape shape = detail::rows_shape(loc.count, resolved_->entry_shape());
+    auto window = std::make_shared<detail::FileWindow>(0);
+    if (T* rows = static_cast<T*>(resolved_->map(loc, kType, *window))) {
+      return Array<T>(std::shared_ptr<void>(window, rows), rows, shape, Order::C);
+    }
+    Array<T> rows = detail::heap_array<T>(shape);
+    if (loc.count > 0) resolved_->read(loc, kType, rows.data());
+    return rows;
+  }
   KeyData select_trains(const TrainSelection& selection) const {
     return KeyData(collection_.select_trains(selection), source_, key_);
   }
@@ -104,7 +119,7 @@ class KeyData {
 
  private:
   friend class DataCollection;
-  static constexpr detail::ElementType kType = detail::element_type_of<T>();
+  static constexpr ElementType kType = element_type_of<T>();
 
   // Resolves the key and validates every selected train's rows and files for T, once.
   KeyData(DataCollection collection, std::string source, std::string key)

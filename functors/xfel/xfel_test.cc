@@ -116,6 +116,24 @@ TEST(XfelRunDirectory, CollectionsKeyDataAndSourceDataThatWereMovedFromStayWhole
   EXPECT_EQ(trains, kd.size());
 }
 
+TEST(XfelRunFiles, SomeFilesOfARunInAnyOrderHoldTheirOwnTrainsAndSourcesOnly) {
+  const TempRun run = make_temp_run("run_files");
+  const DataCollection whole = RunDirectory(run.dir);
+  std::vector<std::string> detector_files;
+  for (const std::string& file : whole.files()) {
+    if (file.find("-DET00-") != std::string::npos) detector_files.push_back(file);
+  }
+  ASSERT_GT(detector_files.size(), 1u);
+  std::reverse(detector_files.begin(), detector_files.end());
+  detector_files.push_back(detector_files.front());  // a duplicate counts once
+  const DataCollection part = RunFiles(detector_files);
+  EXPECT_EQ(part.files().size(), detector_files.size() - 1);
+  EXPECT_EQ(part.all_sources(), std::vector<std::string>{mock::kDetector});
+  EXPECT_EQ(part.key_data<std::uint16_t>(mock::kDetector, "image.data").ndarray().size(),
+            whole.key_data<std::uint16_t>(mock::kDetector, "image.data").ndarray().size());
+  EXPECT_THAT(format_error_of([] { RunFiles({}, {}, "nothing"); }), HasSubstr("nothing: no usable run files"));
+}
+
 TEST(XfelKeyData, ShapeCountsAndNdarrayMatchTheWrittenValuesAcrossSequenceFiles) {
   const mock::RunSpec spec;
   const TempRun run = make_temp_run("keydata", spec);
@@ -403,9 +421,9 @@ TEST(XfelStorage, ContiguousDataInTheAskedTypeIsReadRawAnythingElseThroughHdf5) 
     const auto file = detail::RunFile::open(run.files[0]);
     const auto& key = file->sources().at(mock::kCameraOutput).keys.at("data.image.pixels");
     const bool contiguous = storage == mock::RunSpec::Storage::contiguous;
-    EXPECT_EQ(file->prepare(key, detail::ElementType::u16).has_value(), contiguous);
+    EXPECT_EQ(file->prepare(key, ElementType::u16).has_value(), contiguous);
     // Another type than the stored one needs HDF5's conversion.
-    EXPECT_FALSE(file->prepare(key, detail::ElementType::f64).has_value());
+    EXPECT_FALSE(file->prepare(key, ElementType::f64).has_value());
   }
 }
 
@@ -441,6 +459,50 @@ std::string mapping_path_of(const void* address) {
     return path == std::string::npos ? "" : line.substr(path);
   }
   return "";
+}
+
+TEST(XfelKeyData, StoredTypesAreReportedForNumericKeysAndNoneForStrings) {
+  const TempRun run = make_temp_run("stored_types");
+  const DataCollection dc = RunDirectory(run.dir);
+  EXPECT_EQ(dc.stored_type(mock::kCameraOutput, "data.image.pixels"), ElementType::u16);
+  EXPECT_EQ(dc.stored_type(mock::kXgm, "pulseEnergy.photonFlux"), ElementType::f32);  // ".value" implied
+  EXPECT_EQ(dc.stored_type(mock::kXgm, "current.bottom.rangeCode.value"), ElementType::i32);
+  EXPECT_EQ(dc.stored_type(mock::kXgm, "state.value"), std::nullopt);
+  EXPECT_THROW(dc.stored_type(mock::kXgm, "no.such.key"), std::invalid_argument);
+  EXPECT_STREQ(element_type_name(ElementType::u16), "uint16");
+  const std::size_t bytes = visit_element_type(ElementType::f64, []<class T>() { return sizeof(T); });
+  EXPECT_EQ(bytes, 8u);
+}
+
+TEST(XfelKeyData, RowsOfATrainOwnTheirMemoryMappedOrReadAndOutliveTheCollection) {
+  const std::vector<std::uint16_t> expected = [] {
+    const TempRun run = make_temp_run("rows_expected");
+    return camera_values(run.dir);
+  }();
+  for (const std::uint64_t threshold : {std::uint64_t{1}, std::uint64_t{1} << 40}) {  // mapped, then read
+    const testing::ScopedMapThreshold scoped(threshold);
+    const TempRun run = make_temp_run("rows_of_train");
+    std::vector<Array<std::uint16_t>> kept;
+    std::vector<std::uint64_t> counts;
+    {
+      const auto kd = RunDirectory(run.dir).key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+      counts = kd.data_counts();
+      for (std::size_t i = 0; i < kd.size(); ++i) kept.push_back(kd.rows_of_train(i));
+      std::size_t in_the_file = 0;
+      for (const auto& rows : kept) in_the_file += rows.size() > 0 && mapping_path_of(rows.data()).starts_with(run.dir);
+      if (threshold == 1) {
+        EXPECT_GT(in_the_file, 0u);
+      } else {
+        EXPECT_EQ(in_the_file, 0u);
+      }
+    }  // the collection is gone; the rows stay
+    std::vector<std::uint16_t> values;
+    for (std::size_t i = 0; i < kept.size(); ++i) {
+      ASSERT_EQ(kept[i].shape()[0], counts[i]) << "train " << i;
+      values.insert(values.end(), kept[i].begin(), kept[i].end());
+    }
+    EXPECT_EQ(values, expected) << "threshold " << threshold;
+  }
 }
 
 TEST(XfelFileWindow, MappingsLargerThanTheArenaAndThoseAfterThemStayWithinTheReservedRange) {

@@ -28,14 +28,14 @@ import numpy as np
 
 from ._errors import WorkerError
 from .context import MapContext, PoolContext, ProcessContext, SerialContext, ThreadContext
-from .functor import DataArrayFunctor, ExtraDataFunctor, Functor, NdarrayFunctor, SequenceFunctor
+from .functor import DataArrayFunctor, ExtraDataFunctor, Functor, NdarrayFunctor, SequenceFunctor, XfelFunctor
 from .util import with_finalize, with_init, with_local_copies, with_reduction
 
 __version__ = '3.0.0'
 
 __all__ = [
     'MapContext', 'SerialContext', 'ThreadContext', 'ProcessContext', 'MpiContext',
-    'Functor', 'SequenceFunctor', 'NdarrayFunctor', 'DataArrayFunctor', 'ExtraDataFunctor',
+    'Functor', 'SequenceFunctor', 'NdarrayFunctor', 'DataArrayFunctor', 'XfelFunctor', 'ExtraDataFunctor',
     'WorkerError', 'with_init', 'with_finalize', 'with_local_copies', 'with_reduction',
     'get_default_context', 'set_default_context', 'alloc', 'alloc_per_worker', 'map',
     'empty', 'empty_like', 'empty_per_worker', 'zeros', 'zeros_like', 'zeros_per_worker',

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _pasha
-from .functor import Functor, engine_walk
+from .functor import Functor, engine_walk, engine_xfel
 
 __all__ = ['MapContext', 'HeapContext', 'SerialContext', 'ThreadContext', 'ProcessContext', 'PoolContext']
 
@@ -298,11 +298,11 @@ class _EngineContext(MapContext):
         for each element, spread over this context's workers, returning once all are done.
 
         `functor` is a Functor or anything Functor.try_wrap wraps (sequences, numpy arrays along
-        their first axis, xarray DataArrays, EXtra-data collections, objects with
-        ``_pasha_functor_``). Hooks attached to `function` (pasha.util) run around it.
+        their first axis, xarray DataArrays, pasha.xfel's and EXtra-data's collections, objects
+        with ``_pasha_functor_``). Hooks attached to `function` (pasha.util) run around it.
 
         `schedule='dynamic'` hands out chunks of `chunk` elements (0: about 16 per worker) to free
-        workers, for kernels whose cost varies (sequences and arrays only). `progress=True` reports
+        workers, for kernels whose cost varies (sequences, arrays and XFEL data). `progress=True` reports
         progress on stderr.
 
         Raises:
@@ -321,8 +321,11 @@ class _EngineContext(MapContext):
         options = dict(context=self, hooks=hooks, schedule=schedule, chunk=int(chunk), progress=bool(progress),
                        writes=self._writes())
         sequence = engine_walk(functor)
+        xfel = engine_xfel(functor) if sequence is None else None
         if sequence is not None:
             self._engine.map_sequence(function, sequence, len(sequence), **options)
+        elif xfel is not None:
+            self._engine.map_xfel(function, xfel, **options)
         else:
             shares = list(functor.split(self.num_workers))
             self._engine.map_shares(function, functor, shares, **options)

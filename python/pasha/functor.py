@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any, Iterable, Iterator, List, Optional
 
 import numpy as np
 
-__all__ = ['Functor', 'SequenceFunctor', 'NdarrayFunctor', 'DataArrayFunctor', 'ExtraDataFunctor',
-           'gen_split_slices']
+__all__ = ['Functor', 'SequenceFunctor', 'NdarrayFunctor', 'DataArrayFunctor', 'XfelFunctor',
+           'ExtraDataFunctor', 'gen_split_slices']
 
 
 def gen_split_slices(total_len: int, part_len: Optional[int] = None,
@@ -148,27 +149,26 @@ class DataArrayFunctor(NdarrayFunctor):
         return None
 
 
-class ExtraDataFunctor(Functor):
-    """EXtra-data's DataCollection and KeyData, train by train (when ``extra_data`` is importable).
+class XfelFunctor(Functor):
+    """pasha.xfel's DataCollection, SourceData and KeyData, train by train, read by pasha's C++ reader.
 
     The kernel gets ``kernel(worker_id, index, train_id, data)``: ``index`` the train's position in
-    ``train_ids``; ``data`` the train's data as EXtra-data's ``trains()`` gives it (a numpy array for
-    a KeyData, a dict source -> key -> array for a DataCollection), empty trains included for a
-    KeyData.
+    ``train_ids`` (every train is visited, empty ones too); ``data`` the train's data as EXtra-data's
+    ``trains()`` gives it: for a KeyData its entries (the entry alone when there is one, None when
+    there is none), for a SourceData a dict key -> entries, for a DataCollection a dict
+    source -> key -> entries (keys without data left out, ``'metadata'`` in each).
     """
 
     def __init__(self, obj: Any):
         self.obj = obj
-        self.n_trains = len(self.obj.train_ids)
-        # Where the functor was made: a worker in another process reopens the files it reads.
-        self._parent_pid = os.getpid()
+        self.n_trains = len(obj.train_ids)
 
     @classmethod
-    def wrap(cls, value: Any) -> Optional['ExtraDataFunctor']:
-        if 'extra_data' not in sys.modules:
-            return None
-        import extra_data as xd
-        if isinstance(value, (xd.DataCollection, xd.keydata.KeyData)):
+    def wrap(cls, value: Any) -> Optional['XfelFunctor']:
+        if 'pasha.xfel' not in sys.modules:
+            return None  # not imported: no value can be one of its collections
+        from . import xfel
+        if isinstance(value, (xfel.DataCollection, xfel.SourceData, xfel.KeyData)):
             return cls(value)
         return None
 
@@ -176,6 +176,52 @@ class ExtraDataFunctor(Functor):
         return gen_split_slices(self.n_trains, n_parts=num_workers)
 
     def iterate(self, share: slice) -> Iterator[tuple]:
+        engine = self.obj._engine
+        for index in range(*share.indices(self.n_trains)):
+            train_id, data = engine.train(index)
+            yield index, train_id, data
+
+
+class ExtraDataFunctor(Functor):
+    """EXtra-data's DataCollection, SourceData and KeyData (when ``extra_data`` is importable), read
+    by pasha's C++ reader from the same files, sources, keys and trains, and given to the kernel as
+    :class:`XfelFunctor` gives pasha.xfel's: ``kernel(worker_id, index, train_id, data)``.
+
+    A collection pasha's reader cannot open (a file format it does not know) is read through
+    EXtra-data itself, as EXtra-pasha does, with a warning saying why.
+    """
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+        self.n_trains = len(self.obj.train_ids)
+        # Where the functor was made: a worker in another process reopens the files it reads.
+        self._parent_pid = os.getpid()
+        self._pasha: Optional[Any] = None
+        from . import xfel
+        try:
+            self._pasha = xfel._from_extra_data(obj)
+        except (xfel.FormatError, OSError, KeyError) as error:
+            warnings.warn(f'pasha: reading {type(obj).__name__} through EXtra-data, as pasha\'s reader cannot: '
+                          f'{error}', stacklevel=3)
+
+    @classmethod
+    def wrap(cls, value: Any) -> Optional['ExtraDataFunctor']:
+        if 'extra_data' not in sys.modules:
+            return None
+        import extra_data as xd
+        kinds = (xd.DataCollection, xd.keydata.KeyData) + (
+            (xd.sourcedata.SourceData,) if hasattr(xd, 'sourcedata') else ())
+        if isinstance(value, kinds):
+            return cls(value)
+        return None
+
+    def split(self, num_workers: int) -> List[slice]:
+        return gen_split_slices(self.n_trains, n_parts=num_workers)
+
+    def iterate(self, share: slice) -> Iterator[tuple]:
+        if self._pasha is not None:
+            yield from XfelFunctor(self._pasha).iterate(share)
+            return
         subobj = self.obj.select_trains(np.s_[share])
         if os.getpid() != self._parent_pid:
             # HDF5 handles inherited across fork are not to be shared: every worker process opens
@@ -190,6 +236,18 @@ class ExtraDataFunctor(Functor):
             train_it = subobj.trains()
         for index, (train_id, data) in zip(range(*share.indices(self.n_trains)), train_it):
             yield index, train_id, data
+
+
+def engine_xfel(functor: Functor) -> Optional[Any]:
+    """The XFEL collection pasha's engine may read itself for `functor` (internal): that of an
+    XfelFunctor or ExtraDataFunctor, unless a subclass changed how they split or iterate."""
+    functor_type = type(functor)
+    for base, collection in ((XfelFunctor, lambda f: f.obj), (ExtraDataFunctor, lambda f: f._pasha)):
+        if (isinstance(functor, base) and functor_type.split is base.split
+                and functor_type.iterate is base.iterate):
+            found = collection(functor)
+            return found._engine if found is not None else None
+    return None
 
 
 def engine_walk(functor: Functor) -> Optional[Any]:

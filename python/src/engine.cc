@@ -8,7 +8,7 @@ namespace {
 // Raises in Python the exception `error` holds, with the worker's id and where it ran attached by
 // pasha._errors.attach.
 [[noreturn]] void raise_again(const py::error_already_set& error, int worker, const std::string& where) {
-  py::module_::import("pasha._errors").attr("attach")(error.value(), worker, where, py::none(), error.trace());
+  py::module_::import("pasha._errors").attr("attach")(error.value(), worker, where, py::none(), traceback_of(error));
   PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.value().ptr())), error.value().ptr());
   throw py::error_already_set();
 }

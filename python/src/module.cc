@@ -12,6 +12,7 @@
 #include "pasha/pasha.h"
 #include "python/src/engine.h"
 #include "python/src/fork_handlers.h"
+#include "python/src/xfel.h"
 
 namespace py = pybind11;
 using pasha::python::Engine;
@@ -93,7 +94,19 @@ PYBIND11_MODULE(_pasha, m) {
                                          std::move(writes)));
           },
           py::arg("kernel"), py::arg("functor"), py::arg("shares"), py::arg("context"), py::arg("hooks"),
-          py::arg("schedule"), py::arg("chunk"), py::arg("progress"), py::arg("writes"));
+          py::arg("schedule"), py::arg("chunk"), py::arg("progress"), py::arg("writes"))
+      .def(
+          "map_xfel",
+          [](Engine& engine, const py::object& kernel, const py::object& target, py::object context, py::list hooks,
+             std::string schedule, std::size_t chunk, bool progress, std::optional<py::list> writes) {
+            pasha::python::map_xfel(engine, kernel, target,
+                                    request_of(std::move(context), std::move(hooks), std::move(schedule), chunk,
+                                               progress, std::move(writes)));
+          },
+          py::arg("kernel"), py::arg("target"), py::arg("context"), py::arg("hooks"), py::arg("schedule"),
+          py::arg("chunk"), py::arg("progress"), py::arg("writes"));
+
+  pasha::python::bind_xfel(m);
 
   m.def(
       "serial", [] { return std::make_shared<Engine>(std::make_shared<pasha::SerialContext>(), false); },

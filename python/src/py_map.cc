@@ -11,7 +11,7 @@ namespace {
 // pasha._errors.capture(exception, max_bytes) -> bytes: what the caller needs to raise it again.
 std::string captured(const py::error_already_set& error, std::size_t max_bytes) {
   const py::object capture = py::module_::import("pasha._errors").attr("capture");
-  return capture(error.value(), max_bytes, error.trace()).cast<std::string>();
+  return capture(error.value(), max_bytes, traceback_of(error)).cast<std::string>();
 }
 
 }  // namespace

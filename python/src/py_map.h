@@ -28,6 +28,11 @@ namespace py = pybind11;
 
 class PyHooks;
 
+// The traceback an exception was raised with, or None (an exception set from C++ has none).
+inline py::object traceback_of(const py::error_already_set& error) {
+  return error.trace() ? py::reinterpret_borrow<py::object>(error.trace()) : py::none();
+}
+
 // What one map shares: the Python context its hooks are given, the kernel as the hooks have changed it
 // (for the whole map, and per worker), and where worker processes leave their failures.
 class PyMap {

@@ -45,3 +45,25 @@ def children_of_this_process():
 
 def open_fds():
     return len(os.listdir('/proc/self/fd'))
+
+
+def make_run_tool():
+    """The synthetic-run writer (//tools/xfel:make_run): $PASHA_MAKE_RUN (set by the Bazel test), or
+    the one this workspace's last build made."""
+    tool = os.environ.get('PASHA_MAKE_RUN')
+    if tool:
+        return os.path.abspath(tool)
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, '..', '..', 'bazel-bin', 'tools', 'xfel', 'make_run'),):
+        if os.path.exists(candidate):
+            return candidate
+    raise RuntimeError('the tests need //tools/xfel:make_run: set PASHA_MAKE_RUN to its path '
+                       '(tools/bazel build //tools/xfel:make_run; tools/bazel info bazel-bin)')
+
+
+def write_run(directory, *args):
+    """Writes a synthetic run (functors/xfel/testing/make_run.h) into `directory`; returns it."""
+    import subprocess
+    os.makedirs(directory, exist_ok=True)
+    subprocess.run([make_run_tool(), str(directory), *args], check=True, stdout=subprocess.DEVNULL)
+    return str(directory)

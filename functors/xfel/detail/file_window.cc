@@ -56,7 +56,7 @@ bool FileWindow::make_room(std::size_t length) {
     return true;
   }
   release();
-  const std::size_t wanted = std::max<std::size_t>(kArenaBytes, (length + kLarge - 1) & ~(kLarge - 1));
+  const std::size_t wanted = std::max<std::size_t>(arena_request_, (length + kLarge - 1) & ~(kLarge - 1));
   void* reservation = ::mmap(nullptr, wanted + kLarge, PROT_NONE, kReserve, -1, 0);
   if (reservation == MAP_FAILED) return false;
   reservation_ = reservation;

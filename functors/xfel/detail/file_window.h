@@ -34,6 +34,9 @@ class FileWindow {
   static constexpr std::uint64_t kArenaBytes = std::uint64_t{64} << 20;
 
   FileWindow() = default;
+  // A window whose arena holds at least `arena_bytes` (0: just the first mapping, for a window that
+  // maps once and is kept with its rows).
+  explicit FileWindow(std::uint64_t arena_bytes) noexcept : arena_request_(arena_bytes) {}
   ~FileWindow() { release(); }
   FileWindow(const FileWindow&) = delete;
   FileWindow& operator=(const FileWindow&) = delete;
@@ -57,6 +60,7 @@ class FileWindow {
   bool make_room(std::size_t length);
   void release() noexcept;
 
+  std::uint64_t arena_request_ = kArenaBytes;
   char* arena_ = nullptr;          // 2 MiB aligned, within the reservation
   std::size_t arena_bytes_ = 0;
   std::size_t used_ = 0;           // bytes of the arena given out since it was last cleared

@@ -21,22 +21,6 @@ void fail(const std::string& file_name, const std::string& hdf5_path, const std:
   throw FormatError(file_name + (hdf5_path.empty() ? "" : ": " + hdf5_path) + ": " + what);
 }
 
-const char* element_type_name(ElementType type) {
-  switch (type) {
-    case ElementType::i8: return "int8";
-    case ElementType::u8: return "uint8";
-    case ElementType::i16: return "int16";
-    case ElementType::u16: return "uint16";
-    case ElementType::i32: return "int32";
-    case ElementType::u32: return "uint32";
-    case ElementType::i64: return "int64";
-    case ElementType::u64: return "uint64";
-    case ElementType::f32: return "float32";
-    case ElementType::f64: return "float64";
-  }
-  return "unknown";
-}
-
 Hdf5Guard::Hdf5Guard() {
   hdf5_mutex().lock();
   thread_local bool silenced = false;
@@ -56,7 +40,9 @@ void Handle::reset() noexcept {
 Handle open_file_readonly(const std::string& path) {
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   if (!fapl.valid()) fail(path, "", "cannot create a file access property list");
-  H5Pset_file_locking(fapl.get(), false, true);
+  // File locking as HDF5's default (HDF5_USE_FILE_LOCKING decides), which is h5py's: a process that
+  // also reads the files with h5py (or EXtra-data) opens them with the same flags, as HDF5 requires of
+  // a file opened twice.
   const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
   if (is_hdf5 <= 0) fail(path, "", "not an HDF5 file, or it cannot be read");
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose);
@@ -193,6 +179,30 @@ hid_t native_type(ElementType type) {
     case ElementType::f64: return H5T_NATIVE_DOUBLE;
   }
   return H5I_INVALID_HID;
+}
+
+std::optional<ElementType> stored_element_type(hid_t dataset) {
+  Handle type(H5Dget_type(dataset), H5Tclose);
+  if (!type.valid()) return std::nullopt;
+  const std::size_t size = H5Tget_size(type.get());
+  switch (H5Tget_class(type.get())) {
+    case H5T_INTEGER: {
+      const bool is_signed = H5Tget_sign(type.get()) != H5T_SGN_NONE;
+      switch (size) {
+        case 1: return is_signed ? ElementType::i8 : ElementType::u8;
+        case 2: return is_signed ? ElementType::i16 : ElementType::u16;
+        case 4: return is_signed ? ElementType::i32 : ElementType::u32;
+        case 8: return is_signed ? ElementType::i64 : ElementType::u64;
+        default: return std::nullopt;
+      }
+    }
+    case H5T_FLOAT:
+      if (size == 4) return ElementType::f32;
+      if (size == 8) return ElementType::f64;
+      return std::nullopt;
+    default:
+      return std::nullopt;
+  }
 }
 
 std::string describe_type(hid_t type) {

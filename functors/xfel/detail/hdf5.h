@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "functors/xfel/detail/element_type.h"
+#include "functors/xfel/element_type.h"
 
 namespace pasha::xfel::detail {
 
@@ -85,6 +85,10 @@ std::vector<std::string> read_strings(hid_t file, const std::string& file_name, 
 
 // The native HDF5 memory type of an element type.
 hid_t native_type(ElementType type);
+
+// The element type a dataset stores, when it is an integer or floating-point type of one of the
+// sizes the reader reads into; nullopt otherwise (strings, compounds, ...).
+std::optional<ElementType> stored_element_type(hid_t dataset);
 
 // A short description of an HDF5 datatype ("16-bit unsigned integer", "variable-length string").
 std::string describe_type(hid_t type);

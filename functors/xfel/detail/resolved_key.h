@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "functors/xfel/detail/element_type.h"
+#include "functors/xfel/element_type.h"
 #include "functors/xfel/detail/file_window.h"
 
 namespace pasha::xfel::detail {
@@ -33,6 +33,7 @@ struct Location {
 struct KeyInfo {
   std::string group;                     // index group: "" for CONTROL keys
   std::vector<std::size_t> entry_shape;  // dataset shape without the row axis, from the first file
+  std::optional<ElementType> stored_type;  // the element type the first file stores, if numeric
 };
 
 struct SourceInfo {

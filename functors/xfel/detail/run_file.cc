@@ -136,6 +136,7 @@ class RunFileLoader {
       key.group = group;
       Handle dataset = open_dataset(f_, name_, key.dataset);
       key.dims = dataset_dims(dataset.get(), name_, key.dataset);
+      key.stored = stored_element_type(dataset.get());
       if (key.dims.empty()) fail(name_, key.dataset, "a scalar dataset where rows were expected");
       source.keys.emplace(key_prefix + dots(object), std::move(key));
     }
@@ -232,7 +233,8 @@ hid_t RunFile::file_handle_locked() const {
   const pid_t pid = ::getpid();
   if (owner_pid_ != pid) {
     // Handles inherited from the parent of a fork are never used: the child closes its copies (read
-    // only and without file locks, so the parent is unaffected) and opens the file afresh.
+    // only, so the parent's reads are unaffected; at most a shared lock of the parent's goes, which
+    // only a writer would notice) and opens the file afresh.
     drop_handles_locked(true);
     owner_pid_ = pid;
   }

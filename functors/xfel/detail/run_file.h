@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "functors/xfel/detail/element_type.h"
+#include "functors/xfel/element_type.h"
 #include "functors/xfel/detail/file_window.h"
 #include "functors/xfel/detail/hdf5.h"
 
@@ -43,6 +43,7 @@ class RunFile {
     std::string dataset;
     std::string group;  // the index group; "" for CONTROL keys
     std::vector<std::uint64_t> dims;
+    std::optional<ElementType> stored;  // the stored element type, when the reader has one for it
   };
   struct Source {
     bool control = false;
