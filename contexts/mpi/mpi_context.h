@@ -39,9 +39,11 @@
 // nothing when every rank is on one node. When the
 // functor's shares of one node are not one contiguous range of indices, a live array with the map's
 // length along its first axis cannot be made whole: the map throws std::logic_error on every rank
-// before any kernel runs (as it does for rows too long for MPI's int counts). Arrays are released
-// collectively (MPI_Win_free over the node): drop them on every rank, in the same order, as SPMD code
-// does. An array allocated inside a kernel is private heap memory of that worker.
+// before any kernel runs (as it does for rows too long for MPI's int counts). Arrays may be dropped
+// in any order, at any time, from any thread (a garbage collector's): an array's memory is freed at a
+// later alloc or map of its context, once every rank of its node has dropped it (MPI_Win_free is
+// collective over the node), or when the context goes. An array allocated inside a kernel is
+// private heap memory of that worker.
 //
 // Errors: a kernel that throws on any rank makes map throw pasha::WorkerError on every rank, for the
 // lowest failed global worker id, with its message: on the rank that ran it the original exception is
@@ -60,7 +62,8 @@
 //
 // Threads: pasha calls MPI from the thread that constructs the context, allocates and calls map
 // (MPI_THREAD_FUNNELED is enough when that is one thread), never from workers. Destroy the context and
-// its arrays before MPI_Finalize.
+// its arrays before MPI_Finalize (or call release_all()). A forked child (a local worker, a user's own
+// fork) that drops a context or an array calls no MPI.
 //
 // Progress (MapOptions::progress): rank 0 reports; while the map runs it counts its node's elements
 // and shows them scaled to the whole map (nodes are assumed to progress alike), and its last line,
@@ -97,6 +100,13 @@ class MpiContext final : public Context {
   // The global id of this rank's local worker 0.
   int first_worker() const noexcept;
   Context& local() const noexcept;
+
+  // For programs that cannot destroy every context and array before MPI_Finalize (an interpreter
+  // at exit, whose objects go in no order the ranks agree on): frees, collectively and in the order
+  // they were made, the communicators of every MpiContext of this process and the windows of their
+  // live arrays, which must not be used after. Later destruction then calls no MPI. Call it on every
+  // rank, before MPI_Finalize.
+  static void release_all() noexcept;
 
   // Internal (contexts/mpi/node_state.h, contexts/mpi/gather.h).
   struct State;

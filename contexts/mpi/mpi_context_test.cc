@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -22,6 +23,7 @@
 #include <ranges>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "conformance/conformance.h"
@@ -433,6 +435,80 @@ TEST(MpiFaults, ARankKilledMidMapEndsTheJob) {
 
 TEST(MpiContextSetUp, ANullLocalContextIsAnInvalidArgument) {
   EXPECT_THROW(MpiContext(std::shared_ptr<Context>()), std::invalid_argument);
+}
+
+// Mappings of Open MPI's shared-window files (they live in the test's TEST_TMPDIR).
+std::size_t SharedWindowMappings() {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  std::ifstream maps("/proc/self/maps");
+  std::size_t n = 0;
+  for (std::string line; std::getline(maps, line);) n += dir != nullptr && line.find(dir) != std::string::npos;
+  return n;
+}
+
+// Ranks drop arrays in different orders, one of them from another thread: nothing waits for the
+// others, and every array's memory is freed by a later map once all ranks have dropped it.
+TEST(MpiContextSetUp, ArraysDroppedInAnyOrderOnEachRankAreFreedAtALaterCollective) {
+  MpiContext context(std::make_shared<ThreadContext>(2));
+  const std::size_t before = SharedWindowMappings();
+  std::vector<std::unique_ptr<Array<double>>> arrays;
+  for (int a = 0; a < 3; ++a) arrays.push_back(std::make_unique<Array<double>>(context.alloc<double>(4096)));
+  if (WorldRank() % 2 == 0) {
+    arrays[0].reset();
+    arrays[1].reset();
+    std::thread([&] { arrays[2].reset(); }).join();
+  } else {
+    std::thread([&] { arrays[2].reset(); }).join();
+    arrays[1].reset();
+    arrays[0].reset();
+  }
+  context.map([](int, std::size_t, int) {}, std::views::iota(0, 4));
+  EXPECT_LE(SharedWindowMappings(), before);
+  auto out = context.alloc<int>(16, {.fill = 0});
+  context.map([&](int, std::size_t i, int v) { out[i] = v; }, std::views::iota(0, 16));
+  for (std::size_t i = 0; i < 16; ++i) EXPECT_EQ(out[i], static_cast<int>(i));
+}
+
+// What an interpreter at exit needs: after release_all, contexts and arrays may go in any order on
+// any rank (here: opposite orders on odd and even ranks) without MPI, so without a hang.
+TEST(MpiContextSetUp, AfterReleaseAllContextsAndArraysGoInAnyOrderWithoutMpi) {
+  auto context = std::make_shared<MpiContext>(std::make_shared<ThreadContext>(2));
+  auto first = std::make_unique<Array<double>>(context->alloc<double>(1000, {.fill = 1}));
+  auto second = std::make_unique<Array<double>>(context->alloc<double>(10, {.per_worker = true}));
+  MpiContext::release_all();
+  if (WorldRank() % 2 == 0) {
+    first.reset();
+    second.reset();
+    context.reset();
+  } else {
+    context.reset();
+    second.reset();
+    first.reset();
+  }
+  MpiContext again(std::make_shared<SerialContext>());  // a context made after works as ever
+  auto out = again.alloc<int>(8, {.fill = 0});
+  again.map([&](int, std::size_t i, int v) { out[i] = v * 2; }, std::views::iota(0, 8));
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(out[i], 2 * static_cast<int>(i));
+}
+
+// A forked child (a user's own fork, or a local worker's garbage collector) that drops a context and
+// its arrays calls no MPI: it exits at once, and the parent's context works on.
+TEST(MpiContextSetUp, AForkedChildThatDropsAContextAndItsArraysCallsNoMpi) {
+  auto context = std::make_shared<MpiContext>(std::make_shared<ThreadContext>(2));
+  auto array = std::make_unique<Array<int>>(context->alloc<int>(64, {.fill = 3}));
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  if (child == 0) {
+    alarm(20);  // an MPI call here would hang: SIGALRM ends it and the status says so
+    array.reset();
+    context.reset();
+    _exit(0);
+  }
+  int status = -1;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  context->map([&](int, std::size_t i, int) { (*array)[i] += 1; }, std::views::iota(0, 64));
+  EXPECT_EQ(std::count(array->begin(), array->end(), 4), 64);
 }
 
 }  // namespace

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace pasha::mpi {
 namespace {
@@ -45,6 +48,20 @@ bool mpi_finalized() noexcept {
   return finalized != 0;
 }
 
+
+namespace {
+
+// Every State made in this process, in order, for MpiContext::release_all.
+struct Registry {
+  std::mutex mutex;
+  std::vector<std::weak_ptr<State>> states;
+};
+Registry& registry() {
+  static Registry* const instance = new Registry;  // never destroyed: states may outlive statics
+  return *instance;
+}
+
+}  // namespace
 
 std::shared_ptr<State> make_state(std::shared_ptr<Context> local, MPI_Comm communicator) {
   if (!local) throw std::invalid_argument("pasha::MpiContext: the local context is null");
@@ -105,6 +122,12 @@ std::shared_ptr<State> make_state(std::shared_ptr<Context> local, MPI_Comm commu
   }
   state->num_nodes = static_cast<int>(state->first_worker_of_node.size());
   state->total_workers = static_cast<int>(std::min<long>(total, static_cast<long>(kMaxWorkers) + 1));
+  {
+    Registry& all = registry();
+    const std::lock_guard lock(all.mutex);
+    std::erase_if(all.states, [](const std::weak_ptr<State>& gone) { return gone.expired(); });
+    all.states.push_back(state);
+  }
   return state;
 }
 
@@ -120,6 +143,11 @@ namespace pasha {
 void MpiContext::State::agree(mpi::Collective what, std::initializer_list<Agreed> fields) {
   std::vector<std::int64_t> mine{static_cast<std::int64_t>(what), sequence};
   for (const Agreed& field : fields) mine.push_back(field.value);
+  {
+    // Not agreed on: the most arrays any rank has let go (reduced with the rest, for one Allreduce).
+    const std::lock_guard lock(released_mutex);
+    mine.push_back(static_cast<std::int64_t>(released_windows.size()));
+  }
   const std::size_t n = mine.size();
   std::vector<std::int64_t> both(2 * n), reduced(2 * n);
   for (std::size_t k = 0; k < n; ++k) {
@@ -149,6 +177,66 @@ void MpiContext::State::agree(mpi::Collective what, std::initializer_list<Agreed
     }
     ++k;
   }
+  if (reduced[n - 1] > 0) free_released_windows();
+}
+
+void MpiContext::State::release_window(std::uint64_t id) {
+  const std::lock_guard lock(released_mutex);
+  released_windows.push_back(id);
+}
+
+void MpiContext::State::free_released_windows() {
+  std::vector<std::uint64_t> mine;
+  {
+    const std::lock_guard lock(released_mutex);
+    mine.swap(released_windows);
+  }
+  std::sort(mine.begin(), mine.end());
+  // Arrays in the local context's memory (a node of one rank) go now; windows once the node agrees.
+  std::vector<std::uint64_t> shared;
+  for (const std::uint64_t id : mine) {
+    const auto it = windows.find(id);
+    if (it == windows.end()) continue;
+    if (it->second.win == MPI_WIN_NULL) {
+      windows.erase(it);
+    } else {
+      shared.push_back(id);
+    }
+  }
+  const int count = static_cast<int>(shared.size());
+  std::vector<int> counts(static_cast<std::size_t>(node_size)), offsets(static_cast<std::size_t>(node_size));
+  mpi::check_mpi(MPI_Allgather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, node), "MPI_Allgather");
+  std::exclusive_scan(counts.begin(), counts.end(), offsets.begin(), 0);
+  std::vector<std::uint64_t> everyones(static_cast<std::size_t>(offsets.back() + counts.back()));
+  mpi::check_mpi(MPI_Allgatherv(shared.data(), count, MPI_UINT64_T, everyones.data(), counts.data(), offsets.data(),
+                                MPI_UINT64_T, node),
+                 "MPI_Allgatherv");
+  std::map<std::uint64_t, int> ranks_done;
+  for (const std::uint64_t id : everyones) ++ranks_done[id];
+  std::vector<std::uint64_t> kept;
+  for (const std::uint64_t id : shared) {  // ascending: the same order on every rank of the node
+    if (ranks_done[id] == node_size) {
+      auto it = windows.find(id);
+      MPI_Win_free(&it->second.win);
+      windows.erase(it);
+    } else {
+      kept.push_back(id);  // another rank of the node still has it
+    }
+  }
+  const std::lock_guard lock(released_mutex);
+  released_windows.insert(released_windows.end(), kept.begin(), kept.end());
+}
+
+void MpiContext::release_all() noexcept {
+  std::vector<std::shared_ptr<State>> live;
+  {
+    mpi::Registry& all = mpi::registry();
+    const std::lock_guard lock(all.mutex);
+    for (const std::weak_ptr<State>& state : all.states) {
+      if (std::shared_ptr<State> alive = state.lock()) live.push_back(std::move(alive));
+    }
+  }
+  for (const std::shared_ptr<State>& state : live) state->release();
 }
 
 }  // namespace pasha

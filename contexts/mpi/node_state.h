@@ -5,11 +5,14 @@
 #define PASHA_CONTEXTS_MPI_NODE_STATE_H_
 
 #include <mpi.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <initializer_list>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -73,9 +76,26 @@ struct MpiContext::State {
   std::int64_t sequence = 0;             // pasha collectives so far, the same on every rank
   std::map<std::uint64_t, mpi::Window> windows;  // the live arrays, by allocation number (the same everywhere)
   std::uint64_t next_window = 0;
+  // Arrays whose last handle went on this rank, by allocation number: their windows are freed at the
+  // next collective once every rank of the node has let them go (free_released_windows), so that
+  // ranks may drop arrays in any order, at any time, from any thread (a garbage collector's).
+  std::mutex released_mutex;
+  std::vector<std::uint64_t> released_windows;
 
-  ~State() {
-    if (mpi::mpi_finalized()) return;
+  pid_t owner_pid = ::getpid();          // the process whose MPI this is (never a forked child's)
+  bool released = false;                 // release() ran: nothing more to free
+
+  ~State() { release(); }
+
+  // Whether this process may call MPI for this state: the rank's own process (a forked child, such
+  // as a local worker or a user's fork, must not), before MPI_Finalize, and before release().
+  bool may_call_mpi() const noexcept { return !released && ::getpid() == owner_pid && !mpi::mpi_finalized(); }
+
+  // Frees the windows of the live arrays (in allocation order, the same on every rank) and the
+  // communicators; collective over the node and the communicator. Nothing in the child of a fork.
+  void release() noexcept {
+    if (!may_call_mpi()) return;
+    released = true;
     for (auto& [id, window] : windows) {
       if (window.win != MPI_WIN_NULL) MPI_Win_free(&window.win);
     }
@@ -103,6 +123,12 @@ struct MpiContext::State {
     std::string text = {};  // how this rank describes `value`, when the number says little (a hash)
   };
   void agree(mpi::Collective what, std::initializer_list<Agreed> fields);
+
+  // Records that this rank let array `id` go (FreeWindow; any thread, no MPI).
+  void release_window(std::uint64_t id);
+  // Frees the windows every rank of the node has let go, in allocation order (collective over the
+  // node; agree() calls it when some rank has any).
+  void free_released_windows();
 };
 
 
@@ -116,18 +142,12 @@ using State = MpiContext::State;
 // std::invalid_argument when MPI is not initialised or `local` is null.
 std::shared_ptr<State> make_state(std::shared_ptr<Context> local, MPI_Comm communicator);
 
-// Frees a window when the last handle to its array goes (MPI_Win_free: collective over the node).
+// Lets a window go when the last handle to its array goes: freed at a later collective (State).
 struct FreeWindow {
   std::shared_ptr<State> state;  // keeps the node's communicator alive
   std::uint64_t id;
 
-  void operator()(void*) const noexcept {
-    const auto it = state->windows.find(id);
-    if (it == state->windows.end()) return;
-    MPI_Win win = it->second.win;
-    state->windows.erase(it);  // releases local memory, if that is what it was
-    if (win != MPI_WIN_NULL && !mpi_finalized()) MPI_Win_free(&win);
-  }
+  void operator()(void*) const noexcept { state->release_window(id); }
 };
 
 }  // namespace pasha::mpi

@@ -58,6 +58,7 @@ class Engine {
   void run(Functor& functor, PyMap& map, const MapRequest& request);
 
   ErrorArea* errors() noexcept { return processes_ ? &errors_ : nullptr; }
+  bool workers_are_processes() const noexcept { return processes_; }
 
  private:
   // Raises in Python (error_already_set) the failure `error` reports: the worker's own exception.

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "contexts/mpi/mpi_context.h"
 #include "pasha/pasha.h"
 #include "python/src/engine.h"
 #include "python/src/fork_handlers.h"
@@ -43,6 +44,30 @@ MapRequest request_of(py::object context, py::list hooks, std::string schedule, 
   return MapRequest{std::move(context), std::move(hooks), std::move(schedule), chunk, progress, std::move(writes)};
 }
 
+// An engine over an MpiContext of `local`'s context, on the communicator whose Fortran handle is
+// `communicator` (mpi4py's Comm.py2f()).
+std::shared_ptr<Engine> mpi_engine(const std::shared_ptr<Engine>& local, std::int64_t communicator) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized == 0) {
+    throw py::value_error("pasha.MpiContext: MPI is not initialised (import mpi4py.MPI first)");
+  }
+  std::shared_ptr<pasha::MpiContext> context;
+  {
+    py::gil_scoped_release release;  // collective: other threads may run Python meanwhile
+    context = std::make_shared<pasha::MpiContext>(local->shared_context(),
+                                                  MPI_Comm_f2c(static_cast<MPI_Fint>(communicator)));
+  }
+  return std::make_shared<Engine>(std::move(context), local->workers_are_processes());
+}
+
+// The MpiContext under `engine`; TypeError for any other.
+pasha::MpiContext& mpi_of(Engine& engine) {
+  auto* context = dynamic_cast<pasha::MpiContext*>(&engine.context());
+  if (context == nullptr) throw py::type_error("pasha: not an MPI context's engine");
+  return *context;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_pasha, m) {
@@ -72,6 +97,10 @@ PYBIND11_MODULE(_pasha, m) {
             processes->wait_for_exited_workers();
           },
           "Reaps the worker processes of earlier maps (process contexts; nothing for others).")
+      .def_property_readonly("rank", [](Engine& e) { return mpi_of(e).rank(); })
+      .def_property_readonly("num_ranks", [](Engine& e) { return mpi_of(e).num_ranks(); })
+      .def_property_readonly("num_nodes", [](Engine& e) { return mpi_of(e).num_nodes(); })
+      .def_property_readonly("first_worker", [](Engine& e) { return mpi_of(e).first_worker(); })
       .def("alloc", &Engine::alloc, py::arg("shape"), py::arg("dtype"), py::arg("order"), py::arg("per_worker"))
       .def(
           "map_sequence",
@@ -113,6 +142,15 @@ PYBIND11_MODULE(_pasha, m) {
       "An engine whose one worker is the calling thread.");
   m.def("threads", &threads_engine, py::arg("num_workers"), py::arg("binding"),
         "An engine whose workers are a pool of threads pinned with hwloc.");
+  m.def("mpi", &mpi_engine, py::arg("local"), py::arg("communicator"),
+        "An engine over an MPI context whose ranks each run `local`'s context (collective).");
+  m.def(
+      "mpi_release_all",
+      [] {
+        py::gil_scoped_release release;
+        pasha::MpiContext::release_all();
+      },
+      "Frees every MPI context's communicators and arrays now, collectively (before MPI_Finalize).");
   m.def("processes", &processes_engine, py::arg("num_workers"), py::arg("binding"), py::arg("tree"),
         "An engine whose workers are forked processes writing into shared memory.");
 }
