@@ -1,7 +1,7 @@
 // Writes a synthetic European XFEL run (functors/xfel/testing/make_run.h) into a directory.
 //
 //   bazel run //tools/xfel:make_run -- OUTDIR [--version 1.0] [--trains 64] [--first-train 10000]
-//       [--da-per-file 25] [--det-per-file 40] [--image HxW] [--old-index]
+//       [--da-per-file 25] [--det-per-file 40] [--image HxW] [--old-index] [--no-detector]
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -18,7 +18,7 @@ namespace {
 int usage() {
   std::fprintf(stderr,
                "usage: make_run OUTDIR [--version 0.5|1.0|1.1|1.2] [--trains N] [--first-train ID]\n"
-               "                [--da-per-file N] [--det-per-file N] [--image HxW] [--old-index]\n");
+               "                [--da-per-file N] [--det-per-file N] [--image HxW] [--old-index] [--no-detector]\n");
   return 2;
 }
 
@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
         spec.image_width = std::stoul(hw.substr(x + 1));
       } else if (arg == "--old-index") {
         spec.old_index = true;
+      } else if (arg == "--no-detector") {
+        spec.with_detector = false;
       } else if (!arg.empty() && arg[0] == '-') {
         std::fprintf(stderr, "make_run: unknown option %s\n", arg.c_str());
         return usage();
