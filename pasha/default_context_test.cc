@@ -106,26 +106,38 @@ int StatusOfChildWithin(Body&& body, std::chrono::seconds limit) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// A thread that forks (a child that exits at once) again and again until it goes out of scope.
+class ForkingThread {
+ public:
+  ForkingThread()
+      : thread_([this] {
+          while (running_) {
+            const pid_t grandchild = fork();
+            if (grandchild == 0) _exit(0);
+            waitpid(grandchild, nullptr, 0);
+          }
+        }) {}
+  ~ForkingThread() {
+    running_ = false;
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> running_{true};
+  std::thread thread_;
+};
+
 // One thread forks (as a process map or a user's own fork() does) while another replaces the default
 // context: fork()'s prepare handler takes the fork-safe locks in one order, the replacement must never
 // take them in the other.
 TEST(DefaultContextAndFork, ReplacingTheDefaultWhileAnotherThreadForksNeverDeadlocks) {
   const int status = StatusOfChildWithin(
       [] {
-        std::atomic<bool> running{true};
-        std::thread forker([&] {
-          while (running) {
-            const pid_t grandchild = fork();
-            if (grandchild == 0) _exit(0);
-            waitpid(grandchild, nullptr, 0);
-          }
-        });
+        const ForkingThread forker;
         const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
         for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
           set_default_context(i % 2 == 0 ? "processes" : "threads", 1);
         }
-        running = false;
-        forker.join();
         return 0;
       },
       std::chrono::seconds(60));
@@ -136,18 +148,8 @@ TEST(DefaultContextAndFork, TheFirstDefaultContextIsMadeWhileAnotherThreadForksW
   for (int attempt = 0; attempt < 20; ++attempt) {
     const int status = StatusOfChildWithin(
         [] {
-          std::atomic<bool> running{true};
-          std::thread forker([&] {
-            while (running) {
-              const pid_t grandchild = fork();
-              if (grandchild == 0) _exit(0);
-              waitpid(grandchild, nullptr, 0);
-            }
-          });
-          const int workers = default_context().num_workers();
-          running = false;
-          forker.join();
-          return workers > 0 ? 0 : 1;
+          const ForkingThread forker;
+          return default_context().num_workers() > 0 ? 0 : 1;
         },
         std::chrono::seconds(30));
     ASSERT_EQ(status, 0) << "attempt " << attempt << (status == -1 ? ": deadlock, the child hung" : "");

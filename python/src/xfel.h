@@ -134,6 +134,23 @@ class XfelRun {
 // train read outside the GIL, then handed to the kernel as (index, train_id, data) with the GIL.
 // Not pass-through: a failure (or Ctrl-C) stops the other workers after their current train. A
 // damaged file raises pasha.xfel.FormatError in the worker, as a kernel's exception would be.
+//
+// Walks the trains of `share`: rows = read(i) outside the GIL, then visit(i, entry(i, rows)) with it.
+template <class Read, class MakeEntry, class Visit>
+void walk_trains(const IndexRange& share, const PyMap* map, Read&& read, MakeEntry&& entry, Visit&& visit) {
+  for (std::size_t i = share.begin; i < share.end; ++i) {
+    decltype(read(i)) rows;
+    try {
+      rows = read(i);
+    } catch (const xfel::FormatError& error) {
+      py::gil_scoped_acquire gil;
+      raise_format_error(error, map);
+    }
+    py::gil_scoped_acquire gil;
+    if (!visit(i, PyKernel::Entry{entry(i, std::move(rows))})) return;
+  }
+}
+
 template <class T>
 class PyKeyTrains {
  public:
@@ -141,19 +158,13 @@ class PyKeyTrains {
   std::size_t size() const noexcept { return data_.size(); }
   template <class Visit>
   void iterate(const IndexRange& share, Visit&& visit) const {
-    for (std::size_t i = share.begin; i < share.end; ++i) {
-      Array<T> rows;
-      try {
-        rows = data_.rows_of_train(i);
-      } catch (const xfel::FormatError& error) {
-        py::gil_scoped_acquire gil;
-        raise_format_error(error, map_);
-      }
-      py::gil_scoped_acquire gil;
-      const py::tuple entry = py::make_tuple(i, py::module_::import("numpy").attr("uint64")(data_.train_ids()[i]),
-                                             rows_to_python(AnyRows(std::move(rows)), true));
-      if (!visit(i, PyKernel::Entry{entry})) return;
-    }
+    walk_trains(
+        share, map_, [&](std::size_t i) { return data_.rows_of_train(i); },
+        [&](std::size_t i, Array<T> rows) -> py::tuple {
+          return py::make_tuple(i, py::module_::import("numpy").attr("uint64")(data_.train_ids()[i]),
+                                rows_to_python(AnyRows(std::move(rows)), true));
+        },
+        visit);
   }
 
  private:
@@ -169,19 +180,13 @@ class PyTrains {
   std::size_t size() const noexcept { return collection_.size(); }
   template <class Visit>
   void iterate(const IndexRange& share, Visit&& visit) const {
-    for (std::size_t i = share.begin; i < share.end; ++i) {
-      decltype(collection_.read(i)) rows;
-      try {
-        rows = collection_.read(i);
-      } catch (const xfel::FormatError& error) {
-        py::gil_scoped_acquire gil;
-        raise_format_error(error, map_);
-      }
-      py::gil_scoped_acquire gil;
-      const py::tuple train = collection_.train_of(i, std::move(rows));
-      const py::tuple entry = py::make_tuple(i, train[0], train[1]);
-      if (!visit(i, PyKernel::Entry{entry})) return;
-    }
+    walk_trains(
+        share, map_, [&](std::size_t i) { return collection_.read(i); },
+        [&](std::size_t i, auto rows) -> py::tuple {
+          const py::tuple train = collection_.train_of(i, std::move(rows));
+          return py::make_tuple(i, train[0], train[1]);
+        },
+        visit);
   }
 
  private:
