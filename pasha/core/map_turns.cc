@@ -76,7 +76,10 @@ std::optional<int> Context::wait_for_turn(std::unique_lock<std::recursive_timed_
   if (lock.try_lock()) return std::nullopt;
   std::vector<std::pair<int, pid_t>> seen;
   auto blocked_since = Clock::now();
-  while (!lock.try_lock_for(kTurnSlice)) {
+  // A system_clock deadline: libstdc++ waits for it with pthread_mutex_timedlock, which ThreadSanitizer
+  // sees (a steady_clock one uses pthread_mutex_clocklock, which GCC 12's does not, and then reports
+  // the unlock as one of a mutex never locked). A clock set back meanwhile only delays the next look.
+  while (!lock.try_lock_until(std::chrono::system_clock::now() + kTurnSlice)) {
     const auto now = Clock::now();
     std::vector<std::pair<int, pid_t>> watched = watched_threads();
     const bool all_blocked = !watched.empty() && std::all_of(watched.begin(), watched.end(), [](const auto& thread) {

@@ -212,8 +212,9 @@ class MapJobBase : public backend::Job {
  protected:
   // Between two chunks of a share: the caller's check, on the caller's thread (see above).
   void check_caller_between_chunks(backend::WorkerControl& control) {
-    // (A worker process forked from the caller's thread has the same token: the process tells.)
-    if (!checks_caller() || interruption_ || this_thread_token() != caller_thread_ || ::getpid() != caller_process_) {
+    // (A worker process forked from the caller's thread has the same token: the process tells. Only
+    // the caller's thread reads or writes interruption_.)
+    if (!checks_caller() || this_thread_token() != caller_thread_ || ::getpid() != caller_process_ || interruption_) {
       return;
     }
     try {
