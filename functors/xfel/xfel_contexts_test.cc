@@ -308,6 +308,60 @@ TEST(XfelForkSafety, ProcessMapsReadWhileAnotherThreadReadsThroughHdf5) {
   }
 }
 
+// A process map forks while another thread of the caller is inside HDF5 through another library (as
+// h5py's visit runs its callback under HDF5's lock): the workers, which read chunked data through
+// HDF5, must not inherit HDF5's lock held by a thread they do not have. A map that hangs is stopped
+// by its interrupt check and fails the test.
+TEST(XfelForkSafety, ProcessMapsReadWhileAnotherLibraryIsInsideHdf5) {
+  mock::RunSpec chunked;
+  chunked.data_storage = mock::RunSpec::Storage::chunked;
+  const testing::TempRun run = testing::make_temp_run("fork_safety_other_library", chunked);
+  const DataCollection dc = RunDirectory(run.dir);
+  const auto kd = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  std::atomic<bool> walking{true};
+  std::atomic<int> walks{0};
+  std::thread walker([&] {
+    const H5L_iterate_t slow_visit = [](hid_t, const char*, const H5L_info_t*, void*) -> herr_t {
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+      return 0;
+    };
+    while (walking) {
+      const hid_t file = H5Fopen(run.files[0].c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+      ASSERT_GE(file, 0);
+      H5Lvisit(file, H5_INDEX_NAME, H5_ITER_NATIVE, slow_visit, nullptr);  // under HDF5's lock throughout
+      H5Fclose(file);
+      walks.fetch_add(1);
+    }
+  });
+  ProcessContext context(2);
+  auto sums = context.alloc<std::uint64_t>(kd.size(), {.fill = 0});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  try {
+    for (int round = 0; round < 20; ++round) {
+      context.map(
+          [&](int, std::size_t index, std::uint64_t, Array<std::uint16_t> rows) {
+            sums[index] = std::accumulate(rows.begin(), rows.end(), std::uint64_t{0});
+          },
+          kd, {.interrupt_check = [&] {
+            if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("the map hung");
+          }});
+    }
+  } catch (const std::runtime_error& error) {
+    ADD_FAILURE() << error.what() << " (forked while another thread was inside HDF5)";
+  }
+  walking = false;
+  walker.join();
+  EXPECT_GT(walks.load(), 0);
+  for (std::size_t i = 0; i < kd.size(); ++i) {
+    std::uint64_t expected = 0;
+    const std::uint64_t tid = kd.train_ids()[i];
+    for (std::uint64_t f = 0; f < mock::camera_count(tid); ++f) {
+      for (std::size_t e = 0; e < chunked.image_height * chunked.image_width; ++e) expected += mock::camera_pixel(tid, f, e);
+    }
+    EXPECT_EQ(sums[i], expected);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(PashaContexts, XfelInEveryContext, ::testing::ValuesIn(conformance::pasha_contexts()),
                          conformance::ContextName{});
 

@@ -51,7 +51,10 @@ class ForkSafeBase {
 
 }  // namespace detail
 
-// A Lockable (std::lock_guard, std::unique_lock) over `Mutex` (std::mutex, std::recursive_mutex).
+// A Lockable (std::lock_guard, std::unique_lock) over `Mutex` (std::mutex, std::recursive_mutex, or
+// a Lockable of one's own). At a fork the forking thread locks it with lock() and the parent unlocks it
+// with unlock(); the child makes it afresh, or, when Mutex has a member renew_in_child(), calls that
+// (for a Mutex that holds more than a mutex: a library's own lock it must let go in the child).
 template <class Mutex = std::mutex>
 class ForkSafe final : public detail::ForkSafeBase {
  public:
@@ -75,7 +78,13 @@ class ForkSafe final : public detail::ForkSafeBase {
  private:
   void lock_for_fork() override { mutex_.lock(); }
   void unlock_in_parent() override { mutex_.unlock(); }
-  void renew_in_child() override { new (&mutex_) Mutex(); }
+  void renew_in_child() override {
+    if constexpr (requires(Mutex& mutex) { mutex.renew_in_child(); }) {
+      mutex_.renew_in_child();
+    } else {
+      new (&mutex_) Mutex();
+    }
+  }
   Mutex mutex_;
 };
 

@@ -28,18 +28,63 @@ void flush_python_streams() {
   }
 }
 
+// h5py's lock (h5py._objects.phil), when h5py is loaded: h5py holds it around each of its HDF5 calls,
+// and through the Python callbacks of HDF5's iterations, which run under HDF5's own lock. The fork
+// takes it after the GIL (as h5py does; waiting for it lets go of the GIL) and before HDF5's lock
+// (which pasha's XFEL reader takes at every fork, functors/xfel/detail/hdf5.cc): without it, the
+// fork could wait for HDF5's lock, GIL in hand, while an h5py callback holding that lock waits for
+// the GIL. Null when h5py is not loaded (or has no such lock).
+thread_local PyObject* h5py_lock_held = nullptr;
+
+// Calls object.name(); false (the error cleared) when that raised.
+bool call_method(PyObject* object, const char* name) {
+  PyObject* result = PyObject_CallMethod(object, name, nullptr);
+  if (result == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  Py_DECREF(result);
+  return true;
+}
+
+void take_h5py_lock() {
+  PyObject* objects = PyDict_GetItemString(PyImport_GetModuleDict(), "h5py._objects");  // borrowed
+  if (objects == nullptr) return;
+  PyObject* lock = PyObject_GetAttrString(objects, "phil");
+  if (lock == nullptr) {
+    PyErr_Clear();
+    return;
+  }
+  if (!call_method(lock, "acquire")) {
+    Py_DECREF(lock);
+    return;
+  }
+  h5py_lock_held = lock;
+}
+
+void let_go_of_h5py_lock() {
+  if (h5py_lock_held == nullptr) return;
+  call_method(h5py_lock_held, "release");
+  Py_CLEAR(h5py_lock_held);
+}
+
 void before_fork() {
   gil_before_fork = PyGILState_Ensure();
   flush_python_streams();
+  take_h5py_lock();
   PyOS_BeforeFork();
 }
 
 void after_fork_in_parent() {
   PyOS_AfterFork_Parent();
+  let_go_of_h5py_lock();
   PyGILState_Release(gil_before_fork);
 }
 
-void after_fork_in_child() { PyOS_AfterFork_Child(); }
+void after_fork_in_child() {
+  PyOS_AfterFork_Child();
+  let_go_of_h5py_lock();  // h5py's lock knows its owner by pthread_t, which the forking thread keeps here
+}
 
 }  // namespace
 

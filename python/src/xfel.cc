@@ -69,6 +69,24 @@ SourceRows read_keys(const SourceKeys& keys, Get&& get) {
 
 py::object numpy_uint64(std::uint64_t value) { return py::module_::import("numpy").attr("uint64")(value); }
 
+// Python's owner of an XfelKey, XfelSource or XfelRun, which deletes it without the GIL: dropping the
+// last reference to a run closes its files through HDF5, and HDF5's lock must never be waited for
+// with the GIL in hand (an h5py callback, which runs under HDF5's lock, may be waiting for the GIL).
+// The bindings that reach HDF5 let go of the GIL for the same reason.
+struct DeleteWithoutGil {
+  template <class T>
+  void operator()(T* object) const {
+    if (PyGILState_Check() != 0) {
+      py::gil_scoped_release release;
+      delete object;
+    } else {
+      delete object;
+    }
+  }
+};
+template <class T>
+using HeldWithoutGil = std::unique_ptr<T, DeleteWithoutGil>;
+
 }  // namespace
 
 void register_format_error(py::module_& module) {
@@ -303,7 +321,7 @@ void bind_xfel(py::module_& m) {
       .def_static("by_id_range", [](std::uint64_t begin, std::uint64_t end) { return xfel::by_id(begin, end); })
       .def_static("by_ids", [](std::vector<std::uint64_t> ids) { return xfel::by_id(std::move(ids)); });
 
-  py::class_<XfelKey>(m, "XfelKey", "One key of one source over a run's trains (internal: pasha.xfel.KeyData).")
+  py::class_<XfelKey, HeldWithoutGil<XfelKey>>(m, "XfelKey", "One key of one source over a run's trains (internal: pasha.xfel.KeyData).")
       .def_property_readonly("source", &XfelKey::source)
       .def_property_readonly("key", &XfelKey::key)
       .def_property_readonly("dtype", &XfelKey::dtype)
@@ -313,53 +331,71 @@ void bind_xfel(py::module_& m) {
       .def("data_counts", &XfelKey::data_counts)
       .def("train_id_coordinates", &XfelKey::train_id_coordinates)
       .def("ndarray", &XfelKey::ndarray)
-      .def("select_trains", &XfelKey::select_trains)
+      .def("select_trains", &XfelKey::select_trains, py::call_guard<py::gil_scoped_release>())
       .def("__len__", &XfelKey::size)
       .def("train", &XfelKey::train, py::arg("index"), py::arg("keep_dims") = false)
-      .def("close", &XfelKey::close);
+      .def("close", &XfelKey::close, py::call_guard<py::gil_scoped_release>());
 
-  py::class_<XfelSource>(m, "XfelSource", "One source over a run's trains (internal: pasha.xfel.SourceData).")
+  py::class_<XfelSource, HeldWithoutGil<XfelSource>>(m, "XfelSource", "One source over a run's trains (internal: pasha.xfel.SourceData).")
       .def_property_readonly("source", &XfelSource::source)
       .def_property_readonly("keys", &XfelSource::keys)
       .def_property_readonly("train_ids", &XfelSource::train_ids)
-      .def("select_trains", &XfelSource::select_trains)
+      .def("select_trains", &XfelSource::select_trains, py::call_guard<py::gil_scoped_release>())
       .def("__len__", &XfelSource::size)
       .def("train", &XfelSource::train);
 
-  py::class_<XfelRun>(m, "XfelRun", "A run with a selection (internal: pasha.xfel.DataCollection).")
+  py::class_<XfelRun, HeldWithoutGil<XfelRun>>(m, "XfelRun", "A run with a selection (internal: pasha.xfel.DataCollection).")
       .def_property_readonly("train_ids", &XfelRun::train_ids)
       .def_property_readonly("files", [](const XfelRun& r) { return r.run().files(); })
       .def_property_readonly("skipped_files", [](const XfelRun& r) { return r.run().skipped_files(); })
       .def_property_readonly("all_sources", [](const XfelRun& r) { return r.run().all_sources(); })
       .def_property_readonly("control_sources", [](const XfelRun& r) { return r.run().control_sources(); })
       .def_property_readonly("instrument_sources", [](const XfelRun& r) { return r.run().instrument_sources(); })
-      .def("keys_for_source", [](const XfelRun& r, const std::string& source) { return r.run().keys_for_source(source); })
-      .def("index_groups", [](const XfelRun& r, const std::string& source) { return r.run().index_groups(source); })
+      .def(
+          "keys_for_source",
+          [](const XfelRun& r, const std::string& source) { return r.run().keys_for_source(source); }, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "index_groups", [](const XfelRun& r, const std::string& source) { return r.run().index_groups(source); },
+          py::call_guard<py::gil_scoped_release>())
       .def("data_counts",
            [](const XfelRun& r, const std::string& source, const std::string& key) {
-             return numpy_copy_of(r.run().data_counts(source, key));
+             const std::vector<std::uint64_t> counts = [&] {
+               py::gil_scoped_release release;
+               return r.run().data_counts(source, key);
+             }();
+             return numpy_copy_of(counts);
            })
-      .def("stored_type",
-           [](const XfelRun& r, const std::string& source, const std::string& key) -> std::optional<std::string> {
-             const std::optional<xfel::ElementType> type = r.run().stored_type(source, key);
-             if (!type) return std::nullopt;
-             return std::string(xfel::element_type_name(*type));
-           })
-      .def("select",
-           [](const XfelRun& r, const std::vector<std::pair<std::string, std::string>>& patterns) {
-             return XfelRun(r.run().select(patterns));
-           })
-      .def("select_trains",
-           [](const XfelRun& r, const xfel::TrainSelection& selection) {
-             return XfelRun(r.run().select_trains(selection));
-           })
-      .def("key", [](const XfelRun& r, const std::string& source, const std::string& key) {
-        return XfelKey(r.run(), source, key);
-      })
-      .def("source", [](const XfelRun& r, const std::string& source) { return XfelSource(r.run(), source); })
+      .def(
+          "stored_type",
+          [](const XfelRun& r, const std::string& source, const std::string& key) -> std::optional<std::string> {
+            const std::optional<xfel::ElementType> type = r.run().stored_type(source, key);
+            if (!type) return std::nullopt;
+            return std::string(xfel::element_type_name(*type));
+          },
+          py::call_guard<py::gil_scoped_release>())
+      .def(
+          "select",
+          [](const XfelRun& r, const std::vector<std::pair<std::string, std::string>>& patterns) {
+            return XfelRun(r.run().select(patterns));
+          },
+          py::call_guard<py::gil_scoped_release>())
+      .def(
+          "select_trains",
+          [](const XfelRun& r, const xfel::TrainSelection& selection) {
+            return XfelRun(r.run().select_trains(selection));
+          },
+          py::call_guard<py::gil_scoped_release>())
+      .def(
+          "key",
+          [](const XfelRun& r, const std::string& source, const std::string& key) {
+            return XfelKey(r.run(), source, key);
+          },
+          py::call_guard<py::gil_scoped_release>())
+      .def(
+          "source", [](const XfelRun& r, const std::string& source) { return XfelSource(r.run(), source); }, py::call_guard<py::gil_scoped_release>())
       .def("__len__", &XfelRun::size)
       .def("train", &XfelRun::train)
-      .def("close", [](const XfelRun& r) { r.run().close(); });
+      .def("close", [](const XfelRun& r) { r.run().close(); }, py::call_guard<py::gil_scoped_release>());
 
   m.def(
       "xfel_run_directory",

@@ -311,6 +311,57 @@ def test_a_kernels_exception_over_xfel_data_reaches_the_caller(any_ctx, run_dir)
         any_ctx.map(kernel, kd)
 
 
+H5PY_WALKS_DURING_PROCESS_MAPS = """
+import sys, threading, time
+import h5py
+import numpy as np
+import pasha as psh
+from pasha.xfel import RunDirectory
+
+run_dir, path = sys.argv[1], sys.argv[2]
+walking = True
+walks = 0
+
+def walk():  # h5py's visit runs this callback under HDF5's lock, letting go of the GIL as it sleeps
+    global walks
+    while walking:
+        with h5py.File(path, 'r') as f:
+            f.visit(lambda name: time.sleep(0.0003))
+        walks += 1
+
+thread = threading.Thread(target=walk)
+thread.start()
+context = psh.ProcessContext(2)
+try:
+    for _ in range(15):
+        # Opened afresh each time: the workers open its files, through HDF5.
+        kd = RunDirectory(run_dir)['%s', 'data.image.pixels']
+        sums = context.alloc(shape=len(kd.train_ids), dtype=np.uint64)
+
+        def kernel(worker_id, index, train_id, data):
+            sums[index] = 0 if data is None else data.sum(dtype=np.uint64)
+
+        context.map(kernel, kd)
+finally:
+    walking = False
+    thread.join()
+assert walks > 0
+print('ok', int(sums.sum()))
+""" % CAMERA
+
+
+def test_process_maps_work_while_h5py_in_another_thread_is_inside_hdf5(run_dir):
+    # Each fork waits until h5py (and so HDF5) is between calls: a worker that inherited HDF5's lock
+    # held by the walking thread would wait for it forever.
+    path = sorted(glob.glob(os.path.join(run_dir, '*DA01*.h5')))[0]
+    done = subprocess.run([sys.executable, '-c', H5PY_WALKS_DURING_PROCESS_MAPS, run_dir, path],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    expected = sum(int(rows.sum(dtype=np.uint64))
+                   for rows in h5py_rows(run_dir, CAMERA, 'data', 'data.image.pixels').values())
+    assert done.stdout.split() == ['ok', str(expected)]
+
+
 def test_xfel_functor_split_and_iterate_are_public(run_dir):
     kd = RunDirectory(run_dir)[XGM, 'pulseEnergy.photonFlux']
     functor = psh.Functor.try_wrap(kd)

@@ -1,5 +1,7 @@
 #include "functors/xfel/detail/hdf5.h"
 
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -10,8 +12,78 @@
 namespace pasha::xfel::detail {
 namespace {
 
-ForkSafe<std::recursive_mutex>& hdf5_mutex() {
-  static ForkSafe<std::recursive_mutex> mutex;
+// HDF5's own lock, the one a thread-safe build takes around every call of its API, reached by name at
+// run time: HDF5 1.10 and 1.12 do not publish it, but keep it first in H5_g, their library-wide state,
+// as the H5TS_mutex_t that H5TS_mutex_lock and H5TS_mutex_unlock (exported) take. With another HDF5
+// (not thread-safe, or 1.14, which publishes it differently) lock and unlock do nothing.
+class Hdf5ApiLock {
+ public:
+  static Hdf5ApiLock& instance() {
+    static Hdf5ApiLock lock;
+    return lock;
+  }
+  void lock() noexcept {
+    if (api_mutex_ != nullptr) mutex_lock_(api_mutex_);
+  }
+  void unlock() noexcept {
+    if (api_mutex_ != nullptr) mutex_unlock_(api_mutex_);
+  }
+
+ private:
+  Hdf5ApiLock() {
+    // Initialises the library, its lock included, before anyone takes the lock from outside.
+    if (H5open() < 0) return;
+    unsigned major = 0, minor = 0, release = 0;
+    hbool_t threadsafe = false;
+    if (H5get_libversion(&major, &minor, &release) < 0 || H5is_library_threadsafe(&threadsafe) < 0) return;
+    if (major != 1 || (minor != 10 && minor != 12) || !threadsafe) return;
+    // Looked up in the HDF5 library that pasha calls (loaded locally, as by Python, it is not in the
+    // global scope).
+    Dl_info library{};
+    if (dladdr(reinterpret_cast<void*>(&H5open), &library) == 0 || library.dli_fname == nullptr) return;
+    void* handle = dlopen(library.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    if (handle == nullptr) return;
+    mutex_lock_ = reinterpret_cast<herr_t (*)(void*)>(dlsym(handle, "H5TS_mutex_lock"));
+    mutex_unlock_ = reinterpret_cast<herr_t (*)(void*)>(dlsym(handle, "H5TS_mutex_unlock"));
+    if (mutex_lock_ != nullptr && mutex_unlock_ != nullptr) api_mutex_ = dlsym(handle, "H5_g");
+    // (The handle stays open: the library is pasha's own dependency, loaded as long as pasha is.)
+  }
+  void* api_mutex_ = nullptr;  // null: no lock to take
+  herr_t (*mutex_lock_)(void*) = nullptr;
+  herr_t (*mutex_unlock_)(void*) = nullptr;
+};
+
+// pasha's lock around its groups of HDF5 calls. While held it also holds HDF5's own lock, so that a
+// fork (ForkSafe locks it first) waits until no thread of the process is inside HDF5, pasha's or any
+// other library's (h5py's, a user's), and the forked worker finds HDF5 whole and unlocked. (HDF5's
+// lock is recursive and remembers its owner by pthread_t, which the forking thread keeps in the child:
+// the child lets go of it; pasha's own, which remembers a kernel thread id, is made afresh.)
+class Hdf5Mutex {
+ public:
+  void lock() {
+    mutex_.lock();
+    Hdf5ApiLock::instance().lock();
+  }
+  bool try_lock() {
+    if (!mutex_.try_lock()) return false;
+    Hdf5ApiLock::instance().lock();
+    return true;
+  }
+  void unlock() {
+    Hdf5ApiLock::instance().unlock();
+    mutex_.unlock();
+  }
+  void renew_in_child() {
+    Hdf5ApiLock::instance().unlock();
+    new (&mutex_) std::recursive_mutex();
+  }
+
+ private:
+  std::recursive_mutex mutex_;
+};
+
+ForkSafe<Hdf5Mutex>& hdf5_mutex() {
+  static ForkSafe<Hdf5Mutex> mutex;
   return mutex;
 }
 
