@@ -4,10 +4,11 @@
 // Every function here turns HDF5 failures into pasha::xfel::FormatError naming the file and HDF5
 // path; HDF5's own error printing is silenced on every thread that goes through Hdf5Guard.
 //
-// Locking: every HDF5 call of pasha's is made under Hdf5Guard, one process-wide lock (Debian's
-// thread-safe HDF5 takes one global lock for every call anyway). The lock is fork-safe
-// (pasha/core/fork_safe_mutex.h): a fork waits for the HDF5 call in progress, so that a forked worker never
-// inherits HDF5 in the middle of a call. Data of contiguous, unfiltered datasets is read without
+// Locking: every HDF5 call of pasha's is made under Hdf5Guard, one process-wide lock that also holds
+// HDF5's own global lock (of a thread-safe HDF5 1.10 or 1.12, as Debian's). The lock is fork-safe
+// (pasha/core/fork_safe_mutex.h): a fork waits until no thread is inside HDF5, pasha's or another
+// library's (h5py's), so that a forked worker never inherits HDF5 in the middle of a call. Never wait
+// for it holding a lock that a thread inside HDF5 may wait for (Python's GIL: h5py's callbacks). Data of contiguous, unfiltered datasets is read without
 // HDF5 (RunFile::pread_rows), so reads on the hot path take no lock at all.
 #ifndef PASHA_FUNCTORS_XFEL_DETAIL_HDF5_H_
 #define PASHA_FUNCTORS_XFEL_DETAIL_HDF5_H_
