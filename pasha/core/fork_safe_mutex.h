@@ -51,10 +51,7 @@ class ForkSafeBase {
 
 }  // namespace detail
 
-// A Lockable (std::lock_guard, std::unique_lock) over `Mutex` (std::mutex, std::recursive_mutex, or
-// a Lockable of one's own). At a fork the forking thread locks it with lock() and the parent unlocks it
-// with unlock(); the child makes it afresh, or, when Mutex has a member renew_in_child(), calls that
-// (for a Mutex that holds more than a mutex: a library's own lock it must let go in the child).
+// A Lockable (std::lock_guard, std::unique_lock) over `Mutex` (std::mutex, std::recursive_mutex).
 template <class Mutex = std::mutex>
 class ForkSafe final : public detail::ForkSafeBase {
  public:
@@ -74,17 +71,18 @@ class ForkSafe final : public detail::ForkSafeBase {
     count_held(-1);
     mutex_.unlock();
   }
+  // In a process forked while the calling thread held the mutex (a fork handler's `before` locked it,
+  // pasha/core/fork_handlers.h): makes it afresh, no longer held. A fork() child finds it made afresh
+  // anyway; a child of pasha's clone3 forks, which run no pthread_atfork handler, needs this.
+  void renew_held_in_child() {
+    count_held(-1);
+    renew_in_child();
+  }
 
  private:
   void lock_for_fork() override { mutex_.lock(); }
   void unlock_in_parent() override { mutex_.unlock(); }
-  void renew_in_child() override {
-    if constexpr (requires(Mutex& mutex) { mutex.renew_in_child(); }) {
-      mutex_.renew_in_child();
-    } else {
-      new (&mutex_) Mutex();
-    }
-  }
+  void renew_in_child() override { new (&mutex_) Mutex(); }
   Mutex mutex_;
 };
 

@@ -34,7 +34,7 @@ py::array Engine::alloc(const std::vector<std::size_t>& shape, const py::dtype& 
   const Order layout_order = order == 'F' ? Order::F : Order::C;
   const auto itemsize = static_cast<std::size_t>(dtype.itemsize());
   Context::RawArray raw = [&] {
-    py::gil_scoped_release release;  // a context may take its map lock, or reach other ranks
+    GilReleased release;  // a context may take its map lock, or reach other ranks
     return context_->alloc_raw(Shape(shape), itemsize, layout_order, per_worker, /*pad_worker_slices=*/false);
   }();
   std::vector<py::ssize_t> extents, strides;

@@ -89,7 +89,7 @@ void Engine::run(Functor& functor, PyMap& map, const MapRequest& request) {
   PyKernel py_kernel(map, hooks.pointers(), hooks.python_hooks());
   const pasha::MapOptions options = options_of(request);
   try {
-    py::gil_scoped_release release;
+    GilReleased release;
     context_->map(py_kernel, functor, options);
   } catch (const WorkerError& error) {
     raise(error, map);

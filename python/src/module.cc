@@ -54,7 +54,7 @@ std::shared_ptr<Engine> mpi_engine(const std::shared_ptr<Engine>& local, std::in
   }
   std::shared_ptr<pasha::MpiContext> context;
   {
-    py::gil_scoped_release release;  // collective: other threads may run Python meanwhile
+    pasha::python::GilReleased release;  // collective: other threads may run Python meanwhile
     context = std::make_shared<pasha::MpiContext>(local->shared_context(),
                                                   MPI_Comm_f2c(static_cast<MPI_Fint>(communicator)));
   }
@@ -93,7 +93,7 @@ PYBIND11_MODULE(_pasha, m) {
           [](Engine& engine) {
             auto* processes = dynamic_cast<pasha::ProcessContext*>(&engine.context());
             if (processes == nullptr) return;
-            py::gil_scoped_release release;
+            pasha::python::GilReleased release;
             processes->wait_for_exited_workers();
           },
           "Reaps the worker processes of earlier maps (process contexts; nothing for others).")
@@ -147,7 +147,7 @@ PYBIND11_MODULE(_pasha, m) {
   m.def(
       "mpi_release_all",
       [] {
-        py::gil_scoped_release release;
+        pasha::python::GilReleased release;
         pasha::MpiContext::release_all();
       },
       "Frees every MPI context's communicators and arrays now, collectively (before MPI_Finalize).");

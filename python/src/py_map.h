@@ -28,6 +28,20 @@ namespace py = pybind11;
 
 class PyHooks;
 
+// pybind11's gil_scoped_release, with a destructor that may throw: when the interpreter is finalising,
+// a daemon thread taking the GIL back is ended with pthread_exit, whose unwinding must be let through
+// (pybind11's dispatcher rethrows it); through a noexcept destructor it would call std::terminate.
+class GilReleased {
+ public:
+  GilReleased() : state_(PyEval_SaveThread()) {}
+  ~GilReleased() noexcept(false) { PyEval_RestoreThread(state_); }
+  GilReleased(const GilReleased&) = delete;
+  GilReleased& operator=(const GilReleased&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
+
 // The traceback an exception was raised with, or None (an exception set from C++ has none).
 inline py::object traceback_of(const py::error_already_set& error) {
   return error.trace() ? py::reinterpret_borrow<py::object>(error.trace()) : py::none();

@@ -72,12 +72,13 @@ py::object numpy_uint64(std::uint64_t value) { return py::module_::import("numpy
 // Python's owner of an XfelKey, XfelSource or XfelRun, which deletes it without the GIL: dropping the
 // last reference to a run closes its files through HDF5, and HDF5's lock must never be waited for
 // with the GIL in hand (an h5py callback, which runs under HDF5's lock, may be waiting for the GIL).
-// The bindings that reach HDF5 let go of the GIL for the same reason.
+// The bindings that reach HDF5 let go of the GIL for the same reason. (Not while the interpreter is
+// finalising: a daemon thread taking the GIL back then would be ended inside this noexcept deletion.)
 struct DeleteWithoutGil {
   template <class T>
   void operator()(T* object) const {
-    if (PyGILState_Check() != 0) {
-      py::gil_scoped_release release;
+    if (PyGILState_Check() != 0 && _Py_IsFinalizing() == 0) {
+      GilReleased release;
       delete object;
     } else {
       delete object;
@@ -189,7 +190,7 @@ py::array XfelKey::train_id_coordinates() const {
 
 py::array XfelKey::ndarray() const {
   AnyRows all = [&] {
-    py::gil_scoped_release release;
+    GilReleased release;
     return std::visit([](const auto& data) { return AnyRows(data.ndarray()); }, data_);
   }();
   return std::visit([](auto& array) -> py::array { return numpy_of(std::move(array), false); }, all);
@@ -207,7 +208,7 @@ std::size_t XfelKey::size() const {
 py::tuple XfelKey::train(std::size_t index, bool keep_dims) const {
   if (index >= size()) throw py::index_error("train index " + std::to_string(index) + " out of range");
   AnyRows rows = [&] {
-    py::gil_scoped_release release;
+    GilReleased release;
     return std::visit([&](const auto& data) { return AnyRows(data.rows_of_train(index)); }, data_);
   }();
   const std::uint64_t train_id = std::visit([&](const auto& data) { return data.train_ids()[index]; }, data_);
@@ -250,7 +251,7 @@ py::tuple XfelSource::train_of(std::size_t index, SourceRows rows) const {
 py::tuple XfelSource::train(std::size_t index) const {
   if (index >= size()) throw py::index_error("train index " + std::to_string(index) + " out of range");
   SourceRows rows = [&] {
-    py::gil_scoped_release release;
+    GilReleased release;
     return read(index);
   }();
   return train_of(index, std::move(rows));
@@ -287,7 +288,7 @@ py::tuple XfelRun::train_of(std::size_t index, std::vector<SourceRows> rows) con
 py::tuple XfelRun::train(std::size_t index) const {
   if (index >= size()) throw py::index_error("train index " + std::to_string(index) + " out of range");
   std::vector<SourceRows> rows = [&] {
-    py::gil_scoped_release release;
+    GilReleased release;
     return read(index);
   }();
   return train_of(index, std::move(rows));
@@ -331,16 +332,16 @@ void bind_xfel(py::module_& m) {
       .def("data_counts", &XfelKey::data_counts)
       .def("train_id_coordinates", &XfelKey::train_id_coordinates)
       .def("ndarray", &XfelKey::ndarray)
-      .def("select_trains", &XfelKey::select_trains, py::call_guard<py::gil_scoped_release>())
+      .def("select_trains", &XfelKey::select_trains, py::call_guard<GilReleased>())
       .def("__len__", &XfelKey::size)
       .def("train", &XfelKey::train, py::arg("index"), py::arg("keep_dims") = false)
-      .def("close", &XfelKey::close, py::call_guard<py::gil_scoped_release>());
+      .def("close", &XfelKey::close, py::call_guard<GilReleased>());
 
   py::class_<XfelSource, HeldWithoutGil<XfelSource>>(m, "XfelSource", "One source over a run's trains (internal: pasha.xfel.SourceData).")
       .def_property_readonly("source", &XfelSource::source)
       .def_property_readonly("keys", &XfelSource::keys)
       .def_property_readonly("train_ids", &XfelSource::train_ids)
-      .def("select_trains", &XfelSource::select_trains, py::call_guard<py::gil_scoped_release>())
+      .def("select_trains", &XfelSource::select_trains, py::call_guard<GilReleased>())
       .def("__len__", &XfelSource::size)
       .def("train", &XfelSource::train);
 
@@ -353,14 +354,14 @@ void bind_xfel(py::module_& m) {
       .def_property_readonly("instrument_sources", [](const XfelRun& r) { return r.run().instrument_sources(); })
       .def(
           "keys_for_source",
-          [](const XfelRun& r, const std::string& source) { return r.run().keys_for_source(source); }, py::call_guard<py::gil_scoped_release>())
+          [](const XfelRun& r, const std::string& source) { return r.run().keys_for_source(source); }, py::call_guard<GilReleased>())
       .def(
           "index_groups", [](const XfelRun& r, const std::string& source) { return r.run().index_groups(source); },
-          py::call_guard<py::gil_scoped_release>())
+          py::call_guard<GilReleased>())
       .def("data_counts",
            [](const XfelRun& r, const std::string& source, const std::string& key) {
              const std::vector<std::uint64_t> counts = [&] {
-               py::gil_scoped_release release;
+               GilReleased release;
                return r.run().data_counts(source, key);
              }();
              return numpy_copy_of(counts);
@@ -372,35 +373,35 @@ void bind_xfel(py::module_& m) {
             if (!type) return std::nullopt;
             return std::string(xfel::element_type_name(*type));
           },
-          py::call_guard<py::gil_scoped_release>())
+          py::call_guard<GilReleased>())
       .def(
           "select",
           [](const XfelRun& r, const std::vector<std::pair<std::string, std::string>>& patterns) {
             return XfelRun(r.run().select(patterns));
           },
-          py::call_guard<py::gil_scoped_release>())
+          py::call_guard<GilReleased>())
       .def(
           "select_trains",
           [](const XfelRun& r, const xfel::TrainSelection& selection) {
             return XfelRun(r.run().select_trains(selection));
           },
-          py::call_guard<py::gil_scoped_release>())
+          py::call_guard<GilReleased>())
       .def(
           "key",
           [](const XfelRun& r, const std::string& source, const std::string& key) {
             return XfelKey(r.run(), source, key);
           },
-          py::call_guard<py::gil_scoped_release>())
+          py::call_guard<GilReleased>())
       .def(
-          "source", [](const XfelRun& r, const std::string& source) { return XfelSource(r.run(), source); }, py::call_guard<py::gil_scoped_release>())
+          "source", [](const XfelRun& r, const std::string& source) { return XfelSource(r.run(), source); }, py::call_guard<GilReleased>())
       .def("__len__", &XfelRun::size)
       .def("train", &XfelRun::train)
-      .def("close", [](const XfelRun& r) { r.run().close(); }, py::call_guard<py::gil_scoped_release>());
+      .def("close", [](const XfelRun& r) { r.run().close(); }, py::call_guard<GilReleased>());
 
   m.def(
       "xfel_run_directory",
       [](const std::string& path, bool inc_suspect_trains, bool skip_unreadable_files) {
-        py::gil_scoped_release release;
+        GilReleased release;
         return XfelRun(xfel::RunDirectory(
             path, {.inc_suspect_trains = inc_suspect_trains, .skip_unreadable_files = skip_unreadable_files}));
       },
@@ -408,7 +409,7 @@ void bind_xfel(py::module_& m) {
   m.def(
       "xfel_run_files",
       [](const std::vector<std::string>& paths, bool inc_suspect_trains, bool skip_unreadable_files) {
-        py::gil_scoped_release release;
+        GilReleased release;
         return XfelRun(xfel::RunFiles(
             paths, {.inc_suspect_trains = inc_suspect_trains, .skip_unreadable_files = skip_unreadable_files}));
       },
@@ -416,14 +417,14 @@ void bind_xfel(py::module_& m) {
   m.def(
       "xfel_h5file",
       [](const std::string& path, bool inc_suspect_trains) {
-        py::gil_scoped_release release;
+        GilReleased release;
         return XfelRun(xfel::H5File(path, {.inc_suspect_trains = inc_suspect_trains}));
       },
       py::arg("path"), py::arg("inc_suspect_trains"));
   m.def(
       "lsxfel",
       [](const std::vector<std::string>& args) {
-        py::gil_scoped_release release;
+        GilReleased release;
         return xfel::lsxfel(args, pasha::default_context());
       },
       py::arg("args"), "The lsxfel command (functors/xfel/lsxfel.h); returns its exit status.");

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "functors/xfel/format_error.h"
+#include "pasha/core/fork_handlers.h"
 #include "pasha/core/fork_safe_mutex.h"
 
 namespace pasha::xfel::detail {
@@ -53,39 +54,41 @@ class Hdf5ApiLock {
   herr_t (*mutex_unlock_)(void*) = nullptr;
 };
 
-// pasha's lock around its groups of HDF5 calls. While held it also holds HDF5's own lock, so that a
-// fork (ForkSafe locks it first) waits until no thread of the process is inside HDF5, pasha's or any
-// other library's (h5py's, a user's), and the forked worker finds HDF5 whole and unlocked. (HDF5's
-// lock is recursive and remembers its owner by pthread_t, which the forking thread keeps in the child:
-// the child lets go of it; pasha's own, which remembers a kernel thread id, is made afresh.)
-class Hdf5Mutex {
- public:
-  void lock() {
-    mutex_.lock();
-    Hdf5ApiLock::instance().lock();
-  }
-  bool try_lock() {
-    if (!mutex_.try_lock()) return false;
-    Hdf5ApiLock::instance().lock();
-    return true;
-  }
-  void unlock() {
-    Hdf5ApiLock::instance().unlock();
-    mutex_.unlock();
-  }
-  void renew_in_child() {
-    Hdf5ApiLock::instance().unlock();
-    new (&mutex_) std::recursive_mutex();
-  }
-
- private:
-  std::recursive_mutex mutex_;
-};
-
-ForkSafe<Hdf5Mutex>& hdf5_mutex() {
-  static ForkSafe<Hdf5Mutex> mutex;
+// pasha's lock around its groups of HDF5 calls. ForkSafe: a program's own fork() waits for the group
+// in progress, as before any fork.
+ForkSafe<std::recursive_mutex>& hdf5_mutex() {
+  static ForkSafe<std::recursive_mutex> mutex;
   return mutex;
 }
+
+// Around the forks of pasha's contexts (not a program's own forks, which may hold the GIL while an
+// h5py callback holding HDF5's lock waits for it): pasha's lock, then HDF5's own, so that no thread
+// of the process, pasha's or another library's (h5py's, a user's), is inside HDF5 when a worker is
+// forked, and the worker finds HDF5 whole and unlocked. HDF5's lock remembers its owner by pthread_t,
+// which the forking thread keeps in the child: the child lets go of it. (The `pasha` Python package
+// takes the GIL and h5py's lock before these, in the order h5py takes them.)
+void lock_hdf5_before_fork() {
+  hdf5_mutex().lock();
+  Hdf5ApiLock::instance().lock();
+}
+void unlock_hdf5_in_parent() {
+  Hdf5ApiLock::instance().unlock();
+  hdf5_mutex().unlock();
+}
+void unlock_hdf5_in_child() {
+  Hdf5ApiLock::instance().unlock();
+  hdf5_mutex().renew_held_in_child();
+}
+// Registered when pasha is loaded (before the Python package's handlers, which so run first), with
+// both locks made then.
+[[maybe_unused]] const bool kForkHandlersRegistered = [] {
+  hdf5_mutex();
+  Hdf5ApiLock::instance();
+  add_fork_handlers({.before = lock_hdf5_before_fork,
+                     .after_in_parent = unlock_hdf5_in_parent,
+                     .after_in_child = unlock_hdf5_in_child});
+  return true;
+}();
 
 }  // namespace
 

@@ -4,12 +4,14 @@
 // Every function here turns HDF5 failures into pasha::xfel::FormatError naming the file and HDF5
 // path; HDF5's own error printing is silenced on every thread that goes through Hdf5Guard.
 //
-// Locking: every HDF5 call of pasha's is made under Hdf5Guard, one process-wide lock that also holds
-// HDF5's own global lock (of a thread-safe HDF5 1.10 or 1.12, as Debian's). The lock is fork-safe
-// (pasha/core/fork_safe_mutex.h): a fork waits until no thread is inside HDF5, pasha's or another
-// library's (h5py's), so that a forked worker never inherits HDF5 in the middle of a call. Never wait
-// for it holding a lock that a thread inside HDF5 may wait for (Python's GIL: h5py's callbacks). Data of contiguous, unfiltered datasets is read without
-// HDF5 (RunFile::pread_rows), so reads on the hot path take no lock at all.
+// Locking: every HDF5 call of pasha's is made under Hdf5Guard, one process-wide lock (a thread-safe
+// HDF5, as Debian's, takes its own global lock inside each call too). The lock is fork-safe
+// (pasha/core/fork_safe_mutex.h): a fork waits for pasha's HDF5 calls in progress. The forks of
+// pasha's contexts also wait until no other thread is inside HDF5 (h5py's, a user's: HDF5 1.10 and
+// 1.12's own lock is taken around them), so that a forked worker never inherits HDF5 mid-call. Never
+// wait for Hdf5Guard holding a lock that a thread inside HDF5 may wait for (Python's GIL: h5py's
+// callbacks). Data of contiguous, unfiltered datasets is read without HDF5 (RunFile::pread_rows), so
+// reads on the hot path take no lock at all.
 #ifndef PASHA_FUNCTORS_XFEL_DETAIL_HDF5_H_
 #define PASHA_FUNCTORS_XFEL_DETAIL_HDF5_H_
 
