@@ -274,50 +274,71 @@ TEST_P(XfelInEveryContext, ABadIndexInOneTrainFailsTheMapWithAWorkerError) {
   }
 }
 
-// A process map forks while another thread of the caller is inside an HDF5 call (reading chunked
-// data, which goes through HDF5): the workers must not inherit HDF5, or pasha's lock of it, mid-call.
-TEST(XfelForkSafety, ProcessMapsReadWhileAnotherThreadReadsThroughHdf5) {
-  mock::RunSpec chunked;
-  chunked.data_storage = mock::RunSpec::Storage::chunked;
-  const testing::TempRun run = testing::make_temp_run("fork_safety", chunked);
-  const DataCollection dc = RunDirectory(run.dir);
-  const auto kd = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+// Process maps over chunked camera data (read through HDF5, in the workers too) while another thread
+// of the caller is inside HDF5: the workers must not inherit HDF5, or pasha's lock of it, mid-call. A
+// map that hangs is stopped by its interrupt check and fails the test.
+class XfelForkSafety : public ::testing::Test {
+ protected:
+  static mock::RunSpec chunked() {
+    mock::RunSpec spec;
+    spec.data_storage = mock::RunSpec::Storage::chunked;
+    return spec;
+  }
+
+  // Maps the sum of each train's pixels `rounds` times; true unless a map hung for 60 s.
+  bool map_sums(int rounds) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    try {
+      for (int round = 0; round < rounds; ++round) {
+        context_.map(
+            [&](int, std::size_t index, std::uint64_t, Array<std::uint16_t> rows) {
+              sums_[index] = std::accumulate(rows.begin(), rows.end(), std::uint64_t{0});
+            },
+            kd_, {.interrupt_check = [&] {
+              if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("hung");
+            }});
+      }
+    } catch (const std::runtime_error&) {
+      return false;
+    }
+    return true;
+  }
+
+  void expect_sums() const {
+    for (std::size_t i = 0; i < kd_.size(); ++i) {
+      std::uint64_t expected = 0;
+      const std::uint64_t tid = kd_.train_ids()[i];
+      for (std::uint64_t f = 0; f < mock::camera_count(tid); ++f) {
+        for (std::size_t e = 0; e < spec_.image_height * spec_.image_width; ++e) expected += mock::camera_pixel(tid, f, e);
+      }
+      EXPECT_EQ(sums_[i], expected);
+    }
+  }
+
+  const mock::RunSpec spec_ = chunked();
+  const testing::TempRun run_ = testing::make_temp_run(
+      std::string("fork_safety_") + ::testing::UnitTest::GetInstance()->current_test_info()->name(), spec_);
+  const DataCollection run_data_ = RunDirectory(run_.dir);
+  const KeyData<std::uint16_t> kd_ = run_data_.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+  ProcessContext context_{2};
+  Array<std::uint64_t> sums_ = context_.alloc<std::uint64_t>(kd_.size(), {.fill = 0});
+};
+
+// ... pasha's own reading in that thread.
+TEST_F(XfelForkSafety, ProcessMapsReadWhileAnotherThreadReadsThroughHdf5) {
   std::atomic<bool> reading{true};
   std::thread reader([&] {
-    while (reading) (void)kd.ndarray();
+    while (reading) (void)kd_.ndarray();
   });
-  ProcessContext context(3);
-  auto sums = context.alloc<std::uint64_t>(kd.size(), {.fill = 0});
-  const auto start = std::chrono::steady_clock::now();
-  for (int round = 0; round < 30 && std::chrono::steady_clock::now() - start < std::chrono::seconds(60); ++round) {
-    context.map(
-        [&](int, std::size_t index, std::uint64_t, Array<std::uint16_t> rows) {
-          sums[index] = std::accumulate(rows.begin(), rows.end(), std::uint64_t{0});
-        },
-        kd);
-  }
+  const bool finished = map_sums(30);
   reading = false;
   reader.join();
-  for (std::size_t i = 0; i < kd.size(); ++i) {
-    std::uint64_t expected = 0;
-    const std::uint64_t tid = kd.train_ids()[i];
-    for (std::uint64_t f = 0; f < mock::camera_count(tid); ++f) {
-      for (std::size_t e = 0; e < chunked.image_height * chunked.image_width; ++e) expected += mock::camera_pixel(tid, f, e);
-    }
-    EXPECT_EQ(sums[i], expected);
-  }
+  EXPECT_TRUE(finished) << "a map hung";
+  expect_sums();
 }
 
-// A process map forks while another thread of the caller is inside HDF5 through another library (as
-// h5py's visit runs its callback under HDF5's lock): the workers, which read chunked data through
-// HDF5, must not inherit HDF5's lock held by a thread they do not have. A map that hangs is stopped
-// by its interrupt check and fails the test.
-TEST(XfelForkSafety, ProcessMapsReadWhileAnotherLibraryIsInsideHdf5) {
-  mock::RunSpec chunked;
-  chunked.data_storage = mock::RunSpec::Storage::chunked;
-  const testing::TempRun run = testing::make_temp_run("fork_safety_other_library", chunked);
-  const DataCollection dc = RunDirectory(run.dir);
-  const auto kd = dc.key_data<std::uint16_t>(mock::kCameraOutput, "data.image.pixels");
+// ... another library's, walking a file under HDF5's lock (as h5py's visit runs its callbacks).
+TEST_F(XfelForkSafety, ProcessMapsReadWhileAnotherLibraryIsInsideHdf5) {
   std::atomic<bool> walking{true};
   std::atomic<int> walks{0};
   std::thread walker([&] {
@@ -326,40 +347,19 @@ TEST(XfelForkSafety, ProcessMapsReadWhileAnotherLibraryIsInsideHdf5) {
       return 0;
     };
     while (walking) {
-      const hid_t file = H5Fopen(run.files[0].c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-      ASSERT_GE(file, 0);
+      const hid_t file = H5Fopen(run_.files[0].c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+      if (file < 0) break;
       H5Lvisit(file, H5_INDEX_NAME, H5_ITER_NATIVE, slow_visit, nullptr);  // under HDF5's lock throughout
       H5Fclose(file);
       walks.fetch_add(1);
     }
   });
-  ProcessContext context(2);
-  auto sums = context.alloc<std::uint64_t>(kd.size(), {.fill = 0});
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  try {
-    for (int round = 0; round < 20; ++round) {
-      context.map(
-          [&](int, std::size_t index, std::uint64_t, Array<std::uint16_t> rows) {
-            sums[index] = std::accumulate(rows.begin(), rows.end(), std::uint64_t{0});
-          },
-          kd, {.interrupt_check = [&] {
-            if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("the map hung");
-          }});
-    }
-  } catch (const std::runtime_error& error) {
-    ADD_FAILURE() << error.what() << " (forked while another thread was inside HDF5)";
-  }
+  const bool finished = map_sums(20);
   walking = false;
   walker.join();
+  EXPECT_TRUE(finished) << "a map hung (forked while another thread was inside HDF5)";
   EXPECT_GT(walks.load(), 0);
-  for (std::size_t i = 0; i < kd.size(); ++i) {
-    std::uint64_t expected = 0;
-    const std::uint64_t tid = kd.train_ids()[i];
-    for (std::uint64_t f = 0; f < mock::camera_count(tid); ++f) {
-      for (std::size_t e = 0; e < chunked.image_height * chunked.image_width; ++e) expected += mock::camera_pixel(tid, f, e);
-    }
-    EXPECT_EQ(sums[i], expected);
-  }
+  expect_sums();
 }
 
 INSTANTIATE_TEST_SUITE_P(PashaContexts, XfelInEveryContext, ::testing::ValuesIn(conformance::pasha_contexts()),
