@@ -55,8 +55,9 @@ enum class ForkMode {
 // A child killed by a signal or exiting early (exit(), _exit()) gives a WorkerError naming the signal
 // ("SIGSEGV") or the exit status; a worker that could not be forked, one naming the OS's reason. On
 // the first failure the cancel flag is set; the other workers stop at their next check, and those
-// still running their kernel 50 ms later, or their pre_worker/post_worker hooks 5 s later, are
-// killed with SIGKILL (children killed by pasha are not failures, and run no more hooks). Children
+// still running their kernel 50 ms later (after 50 ms of CPU time, within 5 s, for one that a loaded
+// machine keeps waiting for a core), or their pre_worker/post_worker hooks 5 s later, are killed with
+// SIGKILL (children killed by pasha are not failures, and run no more hooks). Children
 // die with the caller's thread that started the map (PR_SET_PDEATHSIG). pasha installs no signal
 // handlers and never reaps processes it did not fork. The caller gets a pidfd for every worker before
 // the worker can run any code of the user's or exit on its own, so a pid is never mistaken for

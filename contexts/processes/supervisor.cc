@@ -1,5 +1,6 @@
 #include "contexts/processes/supervisor.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -8,6 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <system_error>
@@ -23,6 +26,38 @@ namespace {
 // killed: in their kernels (they see the cancel flag between chunks), and in their worker hooks.
 constexpr std::chrono::milliseconds kKernelGrace{50};
 constexpr std::chrono::seconds kHookGrace{5};
+
+// Past the kernels' grace after a failure, how often the workers still running are looked at.
+constexpr std::chrono::milliseconds kWindDownLook{10};
+
+// What /proc says of a process: whether it wants the CPU (running or runnable), and the CPU time it
+// has had (user and system, in clock ticks). nullopt when it cannot be read (the process has gone).
+struct CpuUse {
+  bool wants_cpu = false;
+  std::uint64_t ticks = 0;
+};
+std::optional<CpuUse> cpu_use(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buffer[1024];
+  const ssize_t n = ::read(fd, buffer, sizeof buffer - 1);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  buffer[n] = '\0';
+  // After the name (which may hold spaces and parentheses): state, then fields 4 to 13, then utime
+  // and stime (fields 14 and 15).
+  const char* after_name = std::strrchr(buffer, ')');
+  if (after_name == nullptr) return std::nullopt;
+  char state = 0;
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(after_name + 1, " %c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &state, &utime,
+                  &stime) != 3) {
+    return std::nullopt;
+  }
+  return CpuUse{.wants_cpu = state == 'R', .ticks = utime + stime};
+}
 
 // When a worker that starts others dies, how long the workers it may have started get to announce
 // themselves before they are taken as never started.
@@ -191,6 +226,10 @@ int Supervisor::update() {
   if (first_failure_ && !cancelled_at_) {
     cancelled_at_ = now;
     launch_.block.control.cancelled.store(true, std::memory_order_relaxed);
+    for (Child& child : children_) {
+      if (!child.adopted || child.finished) continue;
+      if (const std::optional<CpuUse> use = cpu_use(child.process.pid)) child.cpu_ticks_at_cancel = use->ticks;
+    }
   }
   if (cancelled_at_) kill_overdue(now);
   return unfinished;
@@ -264,13 +303,24 @@ void Supervisor::release_exits() noexcept {
 }
 
 void Supervisor::kill_overdue(Clock::time_point now) noexcept {
+  static const long ticks_per_second = sysconf(_SC_CLK_TCK);
+  const auto starved = [&](const Child& child) {
+    if (!child.cpu_ticks_at_cancel || ticks_per_second <= 0 || now >= *cancelled_at_ + kHookGrace) return false;
+    const std::optional<CpuUse> use = cpu_use(child.process.pid);
+    if (!use || !use->wants_cpu) return false;
+    const auto had = std::chrono::milliseconds(static_cast<std::int64_t>(
+        (use->ticks - *child.cpu_ticks_at_cancel) * 1000 / static_cast<std::uint64_t>(ticks_per_second)));
+    return had < kKernelGrace;
+  };
   for (int w = 0; w < num_workers_; ++w) {
     Child& child = children_[static_cast<std::size_t>(w)];
     if (!child.adopted || child.reaped || child.finished || child.killed_by_pasha) continue;
     const std::uint32_t phase = record(w).phase.load(std::memory_order_acquire);
-    const bool overdue = (phase == kKernel && now >= *cancelled_at_ + kKernelGrace) ||
-                         (phase == kHooks && now >= *cancelled_at_ + kHookGrace);
-    if (overdue) kill_child(child);
+    if (phase == kKernel && now >= *cancelled_at_ + kKernelGrace) {
+      if (!starved(child)) kill_child(child);
+    } else if (phase == kHooks && now >= *cancelled_at_ + kHookGrace) {
+      kill_child(child);
+    }
   }
 }
 
@@ -284,7 +334,9 @@ int Supervisor::timeout_ms(bool unwatched) const {
   std::optional<Clock::time_point> next;
   const auto consider = [&](Clock::time_point t) { next = next ? std::min(*next, t) : t; };
   if (cancelled_at_) {
-    consider(*cancelled_at_ + kKernelGrace);
+    // Past the kernels' grace, a look every kWindDownLook (not a spin) until the workers are done.
+    const auto now = Clock::now();
+    consider(std::max(*cancelled_at_ + kKernelGrace, now + kWindDownLook));
     consider(*cancelled_at_ + kHookGrace);
   }
   for (const Child& child : children_) {

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -57,6 +58,7 @@ class Supervisor {
     bool finished = false;  // done, failed, never started, or dead
     std::optional<backend::ErrorRecord> failure;
     std::optional<Clock::time_point> announce_deadline;
+    std::optional<std::uint64_t> cpu_ticks_at_cancel;  // its CPU time when the map was cancelled
   };
 
   WorkerRecord& record(int w) const noexcept { return launch_.block.record(w); }
@@ -91,7 +93,9 @@ class Supervisor {
   void release_exits() noexcept;
 
   // After a failure: workers still in their kernels after kKernelGrace, or in their hooks after
-  // kHookGrace, are killed.
+  // kHookGrace, are killed. A worker in its kernel that wants the CPU but has had less than
+  // kKernelGrace of it since the cancel (more workers than cores, a loaded machine) is starved, not
+  // stuck: it gets its grace in CPU time (within kHookGrace).
   void kill_overdue(Clock::time_point now) noexcept;
 
   void kill_child(Child& child) noexcept;
