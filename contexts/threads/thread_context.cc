@@ -185,7 +185,7 @@ class ThreadContext::Pool {
 
   void stop_threads() {
     if (threads_.empty()) return;
-    if (getpid() != threads_owner_) {
+    if (backend::this_process_id() != threads_owner_) {
       // A forked child (a worker process, or a user's fork) that never used the context: the threads
       // exist only in the parent. Their handles cannot be joined or destroyed here; let them go.
       static_cast<void>(new std::vector<std::thread>(std::move(threads_)));

@@ -76,6 +76,8 @@ void run_worker(Context& context, Job& job, int worker_id, WorkerControl& contro
       [&] { job.run(worker_id, control); }, [&](std::size_t i) { hooks[i].post_worker(context, worker_id); });
 }
 
+pid_t this_process_id() noexcept { return detail::this_process_id(); }
+
 void launch(Context& context, Job& job) {
   if (job.num_active_workers() > context.num_workers()) {
     throw std::invalid_argument("pasha::backend::launch: a job of " + std::to_string(job.num_active_workers()) +

@@ -85,6 +85,10 @@ std::shared_ptr<void> allocate(Context& context, const ArrayLayout& layout);
 // takes this process for a user's forked child (which would rebuild state the running map uses).
 void enter_worker_process(int worker_id) noexcept;
 
+// This process's id, as getpid() says, without a system call (cached, and renewed in every process
+// forked with fork() or through fork_between_handlers).
+pid_t this_process_id() noexcept;
+
 // Runs `fork` (a callable returning pid_t: fork(), or a clone) between the fork handlers registered
 // with add_fork_handlers: before it, and after it in the parent (also when it failed) or in the
 // child. Returns what `fork` returned, with its errno. Every fork a context makes goes through it.
@@ -94,6 +98,7 @@ pid_t fork_between_handlers(Fork&& fork) {
   const pid_t pid = std::forward<Fork>(fork)();
   const int error = errno;
   if (pid == 0) {
+    detail::note_new_process();
     detail::run_fork_handlers_in_child();
   } else {
     detail::run_fork_handlers_in_parent();

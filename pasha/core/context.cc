@@ -83,7 +83,7 @@ void Context::add_hook(std::shared_ptr<MapHook> hook) {
 }
 
 void Context::adopt_if_forked() {
-  const pid_t pid = getpid();
+  const pid_t pid = detail::this_process_id();
   if (owner_pid_.load(std::memory_order_acquire) == pid) return;
   // In a worker process the context's state is the running map's, inherited on purpose.
   if (this_worker_id() >= 0) return;
@@ -124,7 +124,7 @@ void Context::run_job(detail::MapJobBase& job, const MapOptions& options) {
   detail::run_between(
       hooks.size(), [&](std::size_t i) { hooks[i].pre_map(*this); },
       [&] {
-        job.set_caller_thread(detail::this_thread_token(), getpid());
+        job.set_caller_thread(detail::this_thread_token(), detail::this_process_id());
         holder_in_hooks_.store(false, std::memory_order_release);
         if (options.progress) {
           run_with_progress(job, options);

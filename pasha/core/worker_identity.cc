@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -38,14 +39,35 @@ WorkerIdScope::~WorkerIdScope() {
 
 void set_process_worker_id(int worker_id) noexcept { process_worker_id.store(worker_id, std::memory_order_relaxed); }
 
-pid_t this_thread_id() noexcept {
-  // Not cached across fork: a child's thread gets its own id.
+namespace {
+
+// Raised in every new process, first thing: caches made in an earlier generation are stale.
+std::atomic<std::uint64_t> process_generation{1};
+
+[[maybe_unused]] const bool kNotedAtFork = (pthread_atfork(nullptr, nullptr, note_new_process), true);
+
+}  // namespace
+
+void note_new_process() noexcept { process_generation.fetch_add(1, std::memory_order_acq_rel); }
+
+pid_t this_process_id() noexcept {
   thread_local pid_t cached = 0;
-  thread_local pid_t cached_in = 0;
-  const pid_t process = getpid();
-  if (cached_in != process) {
+  thread_local std::uint64_t cached_in = 0;
+  const std::uint64_t generation = process_generation.load(std::memory_order_acquire);
+  if (cached_in != generation) {
+    cached = getpid();
+    cached_in = generation;
+  }
+  return cached;
+}
+
+pid_t this_thread_id() noexcept {
+  thread_local pid_t cached = 0;
+  thread_local std::uint64_t cached_in = 0;
+  const std::uint64_t generation = process_generation.load(std::memory_order_acquire);
+  if (cached_in != generation) {
     cached = static_cast<pid_t>(syscall(SYS_gettid));
-    cached_in = process;
+    cached_in = generation;
   }
   return cached;
 }

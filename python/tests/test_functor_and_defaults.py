@@ -109,7 +109,7 @@ def test_what_workers_print_is_printed_once_and_the_callers_buffer_is_not_repeat
     print('before the map', end='')  # buffered, not yet written
 
     def kernel(worker_id, index, value):
-        print(f'element {index}')
+        print(f'element {index}\n', end='', flush=True)  # one write: workers' lines may interleave, not repeat
 
     ctx.map(kernel, range(6))
     out = capfd.readouterr().out

@@ -214,7 +214,7 @@ class MapJobBase : public backend::Job {
   void check_caller_between_chunks(backend::WorkerControl& control) {
     // (A worker process forked from the caller's thread has the same token: the process tells. Only
     // the caller's thread reads or writes interruption_.)
-    if (!checks_caller() || this_thread_token() != caller_thread_ || ::getpid() != caller_process_ || interruption_) {
+    if (!checks_caller() || this_thread_token() != caller_thread_ || this_process_id() != caller_process_ || interruption_) {
       return;
     }
     try {

@@ -28,8 +28,15 @@ class WorkerIdScope {
 // Marks this process as worker `worker_id`'s process, for every thread in it.
 void set_process_worker_id(int worker_id) noexcept;
 
-// The calling thread's Linux thread id (gettid), cached per thread.
+// This process's id and the calling thread's Linux thread id (gettid), cached, so that asking costs
+// a load instead of a system call (half a microsecond or more on a VM, several times a map). The
+// caches go stale at every fork: a fork() child's (pthread_atfork, registered when pasha loads) and
+// a child of pasha's own forks (backend::fork_between_handlers) learn it first thing. A process
+// made by a raw clone() that runs neither must not use pasha.
+pid_t this_process_id() noexcept;
 pid_t this_thread_id() noexcept;
+// For backend::fork_between_handlers: in the new process, first thing.
+void note_new_process() noexcept;
 
 // A number that identifies the calling thread among the live threads of this process (cheap).
 std::uint64_t this_thread_token() noexcept;
