@@ -711,6 +711,67 @@ TEST_P(ContextConformance, WhenAHooksPreWorkerThrowsEarlierHooksStillGetPostWork
   }
 }
 
+// Writes each of its calls into a journal: the caller's (pre_map, post_map) and, in memory every worker
+// reaches, one per worker (pre_worker, post_worker), as stage * 10 + the hook's number.
+class JournalHook : public MapHook {
+ public:
+  static constexpr std::int64_t kPreWorker = 1, kPostWorker = 2;
+
+  JournalHook(int number, std::vector<std::string>& caller_log, Array<std::int64_t>& worker_log,
+              Array<std::int64_t>& worker_calls)
+      : number_(number), caller_log_(caller_log), worker_log_(worker_log), worker_calls_(worker_calls) {}
+
+  void pre_map(Context&) override { caller_log_.push_back("pre_map " + std::to_string(number_)); }
+  void post_map(Context&) override { caller_log_.push_back("post_map " + std::to_string(number_)); }
+  void pre_worker(Context&, int w) override { write(w, kPreWorker); }
+  void post_worker(Context&, int w) override { write(w, kPostWorker); }
+
+ private:
+  void write(int w, std::int64_t stage) {
+    worker_log_(w, worker_calls_[static_cast<std::size_t>(w)]++) = stage * 10 + number_;
+  }
+
+  int number_;
+  std::vector<std::string>& caller_log_;
+  Array<std::int64_t>& worker_log_;
+  Array<std::int64_t>& worker_calls_;
+};
+
+// Attaches `count` JournalHooks and maps once: every stage runs its hooks in pasha's one order.
+void expect_hooks_in_order(Context& context, int count) {
+  std::vector<std::string> caller_log;
+  auto worker_log = context.alloc<std::int64_t>({static_cast<std::size_t>(2 * count)}, {.fill = 0, .per_worker = true});
+  auto worker_calls = context.alloc<std::int64_t>({}, {.fill = 0, .per_worker = true});
+  for (int number = 1; number <= count; ++number) {
+    context.add_hook(std::make_shared<JournalHook>(number, caller_log, worker_log, worker_calls));
+  }
+  context.map([](int, std::size_t, int) {}, std::views::iota(0, context.num_workers()));
+  std::vector<std::string> expected_caller;
+  std::vector<std::int64_t> expected_worker;
+  for (int number = 1; number <= count; ++number) {
+    expected_caller.push_back("pre_map " + std::to_string(number));
+    expected_worker.push_back(JournalHook::kPreWorker * 10 + number);
+  }
+  for (int number = count; number >= 1; --number) {
+    expected_caller.push_back("post_map " + std::to_string(number));
+    expected_worker.push_back(JournalHook::kPostWorker * 10 + number);
+  }
+  EXPECT_EQ(caller_log, expected_caller) << "pre_map in the order added, post_map last added first";
+  for (int w = 0; w < context.num_workers(); ++w) {
+    std::vector<std::int64_t> seen;
+    for (int call = 0; call < 2 * count; ++call) seen.push_back(worker_log(w, call));
+    EXPECT_EQ(seen, expected_worker) << "worker " << w << ": pre_worker in the order added, post_worker reversed";
+  }
+}
+
+TEST_P(ContextConformance, TwoHooksRunPreStagesInTheOrderAddedAndPostStagesLastAddedFirst) {
+  expect_hooks_in_order(context(), 2);
+}
+
+TEST_P(ContextConformance, ThreeHooksRunPreStagesInTheOrderAddedAndPostStagesLastAddedFirst) {
+  expect_hooks_in_order(context(), 3);
+}
+
 // --- Errors ---------------------------------------------------------------------------------------
 
 TEST_P(ContextConformance, AKernelExceptionBecomesWorkerErrorNamingTheWorkerAndMessage) {

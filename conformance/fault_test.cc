@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdint>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -88,6 +89,19 @@ void ExpectCleanAndUsable(Context& context, const ResourceSnapshot& before) {
   auto out = context.alloc<int>(64, {.fill = 0});
   context.map([&](int, std::size_t i, int v) { out[i] = v * 2; }, std::views::iota(0, 64));
   for (std::size_t i = 0; i < 64; ++i) ASSERT_EQ(out[i], 2 * static_cast<int>(i)) << "the next map failed";
+}
+
+// Counts one more worker in `counter` (memory every worker reaches).
+void Arrive(std::int64_t& counter) { std::atomic_ref<std::int64_t>(counter).fetch_add(1); }
+
+// Waits until `counter` reaches `expected`: the state a test needs before it goes on. The deadline only
+// turns a hang into a failure.
+void WaitUntilCounted(std::int64_t& counter, std::int64_t expected) {
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (std::atomic_ref<std::int64_t>(counter).load() < expected) {
+    if (Clock::now() > deadline) throw std::runtime_error("the other workers never arrived (a hang)");
+    std::this_thread::yield();
+  }
 }
 
 int OwnerOf(std::size_t index, std::size_t n, int workers) {
@@ -252,13 +266,15 @@ TEST_P(SiblingDeaths, AWorkerBlockedForeverIsStoppedWhenASiblingFails) {
   for (const int failing : {0, GetParam() - 1}) {
     SCOPED_TRACE("worker " + std::to_string(failing) + " fails");
     const ResourceSnapshot before = Settled(context_);
+    auto blocked = context_.alloc<std::int64_t>(1, {.fill = 0});
     const Failure failure = ExpectWorkerError(
         context_,
-        [failing](int worker, std::size_t, int) {
+        [failing, &blocked, workers = GetParam()](int worker, std::size_t, int) {
           if (worker == failing) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            WaitUntilCounted(blocked[0], workers - 1);  // every sibling is in its endless loop
             throw std::runtime_error("worker " + std::to_string(failing) + " failed");
           }
+          Arrive(blocked[0]);
           for (;;) pause();
         },
         std::views::iota(0, 100));
@@ -272,8 +288,10 @@ TEST_P(SiblingDeaths, AHelperWhoseNestedMapsWorkerWasKilledIsUsableAgain) {
   // Worker 0 has the helper in a nested map, blocked, when a sibling fails: pasha kills it, so the
   // helper's post_map never runs in it. The helper is not left "in a map" for ever.
   long total = 0;
-  auto sum = with_reduction(context_, total, 0L, std::plus<>(), [](int, std::size_t, int v, long& partial) {
+  auto in_nested_map = context_.alloc<std::int64_t>(1, {.fill = 0});
+  auto sum = with_reduction(context_, total, 0L, std::plus<>(), [&](int, std::size_t, int v, long& partial) {
     if (v < 0) {
+      Arrive(in_nested_map[0]);
       for (;;) pause();
     }
     partial += v;
@@ -284,7 +302,7 @@ TEST_P(SiblingDeaths, AHelperWhoseNestedMapsWorkerWasKilledIsUsableAgain) {
       [&](int worker, std::size_t, int) {
         if (worker == 0) context_.map(sum, std::vector<int>{-1});
         if (worker == last) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          WaitUntilCounted(in_nested_map[0], 1);  // worker 0 is blocked inside the helper's nested map
           throw std::runtime_error("sibling failed");
         }
       },

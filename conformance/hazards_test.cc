@@ -421,9 +421,12 @@ TEST(HelpersNestedAcrossContexts, MoveOnlyKernelsNestInHelpers) {
 class SlowPostWorker : public MapHook {
  public:
   explicit SlowPostWorker(Context& context)
-      : completed_(context.alloc<int>({}, {.fill = 0, .per_worker = true})), failing_(context.alloc<int>({}, {.fill = 0})) {}
+      : completed_(context.alloc<int>({}, {.fill = 0, .per_worker = true})),
+        failing_(context.alloc<int>({}, {.fill = 0})),
+        entered_(context.alloc<int>({}, {.fill = 0})) {}
   void post_worker(Context&, int w) override {
     if (w == 0) {
+      std::atomic_ref<int>(*entered_.data()).store(1);
       const auto deadline = Clock::now() + std::chrono::seconds(10);
       while (std::atomic_ref<int>(*failing_.data()).load() == 0 && Clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -432,30 +435,43 @@ class SlowPostWorker : public MapHook {
     }
     completed_[static_cast<std::size_t>(w)] = 1;
   }
-  // Called by the failing worker just before it throws.
-  void failing() { std::atomic_ref<int>(*failing_.data()).store(1); }
+  // Called by the failing worker just before it throws, once worker 0 is in its post_worker (false if
+  // it never got there: a hang).
+  bool failing() {
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (std::atomic_ref<int>(*entered_.data()).load() == 0) {
+      if (Clock::now() > deadline) return false;
+      std::this_thread::yield();
+    }
+    std::atomic_ref<int>(*failing_.data()).store(1);
+    return true;
+  }
   int completed(int w) const { return completed_[static_cast<std::size_t>(w)]; }
 
  private:
   Array<int> completed_;
   Array<int> failing_;
+  Array<int> entered_;
 };
 
 TEST(HooksOnFailure, AWorkerInItsPostWorkerWhenASiblingFailsIsNotKilled) {
   ProcessContext context(2);
   auto hook = std::make_shared<SlowPostWorker>(context);
   context.add_hook(hook);
-  // Worker 0 finishes at once and sits in post_worker; worker 1 fails 100 ms later.
-  EXPECT_THROW(context.map(
-                   [&](int w, std::size_t, int) {
-                     if (w == 1) {
-                       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-                       hook->failing();
-                       throw std::runtime_error("late failure");
-                     }
-                   },
-                   std::views::iota(0, 2)),
-               WorkerError);
+  // Worker 0 finishes at once and sits in post_worker; worker 1 fails once it is there.
+  try {
+    context.map(
+        [&](int w, std::size_t, int) {
+          if (w == 1) {
+            if (!hook->failing()) throw std::logic_error("worker 0 never reached its post_worker");
+            throw std::runtime_error("late failure");
+          }
+        },
+        std::views::iota(0, 2));
+    ADD_FAILURE() << "the map did not fail";
+  } catch (const WorkerError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("late failure"));
+  }
   EXPECT_EQ(hook->completed(0), 1) << "worker 0 was killed in its post_worker";
   EXPECT_EQ(hook->completed(1), 1) << "the failing worker's post_worker did not run";
 }

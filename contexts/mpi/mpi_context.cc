@@ -73,7 +73,7 @@ void record_cause(const std::exception_ptr& error, backend::ErrorRecord& record)
   try {
     rethrow_cause(error);
   } catch (const RemoteError& cause) {
-    record.record(cause.type_name(), cause.what());
+    record.record(cause.type_name(), cause.what(), cause.payload());
   } catch (...) {
     record.record_current_exception();
   }

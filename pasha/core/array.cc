@@ -46,6 +46,11 @@ std::string Shape::to_string() const {
   return s + ")";
 }
 
+Shape with_worker_axis(Shape shape, Order order, int num_workers) {
+  shape.insert(order == Order::C ? 0 : shape.ndim(), static_cast<std::size_t>(num_workers));
+  return shape;
+}
+
 namespace detail {
 
 Strides contiguous_strides(const Shape& shape, Order order) noexcept {
@@ -91,9 +96,8 @@ Layout contiguous_layout(const Shape& shape, std::size_t element_size, Order ord
 
 Layout per_worker_layout(const Shape& shape, std::size_t element_size, Order order, int num_workers,
                          std::size_t alignment) {
-  Shape full = shape;
-  const std::size_t worker_axis = order == Order::C ? 0 : full.ndim();
-  full.insert(worker_axis, static_cast<std::size_t>(num_workers));
+  const Shape full = with_worker_axis(shape, order, num_workers);
+  const std::size_t worker_axis = order == Order::C ? 0 : shape.ndim();
   check_strides(full, element_size);
   const std::size_t slice_bytes = checked_product(shape.num_elements(), element_size, full, element_size);
   // Slices start on multiples of lcm(alignment, element_size): aligned, and a whole number of elements.

@@ -93,6 +93,10 @@ class Shape {
 // Element strides of an n-d array, one per dimension (unused entries are 0).
 using Strides = std::array<std::ptrdiff_t, kMaxRank>;
 
+// The shape of a per-worker array of `shape` (alloc's `.per_worker`): a worker axis of length
+// `num_workers` added first for C order, last for F order. The one statement of that rule.
+Shape with_worker_axis(Shape shape, Order order, int num_workers);
+
 // Names for the axes of an array (xarray's dims): `{"train", "pulse"}`, or any range of strings.
 // "" leaves an axis unnamed. Used by Array::named and by the `.axes` option of alloc and alloc_like.
 class AxisNames {

@@ -118,24 +118,36 @@ void WorkerFailures::rethrow_lowest() const {
 
 void ErrorRecord::record_current_exception() noexcept {
   try {
-    record(current_exception_type_name(), describe(std::current_exception()));
+    try {
+      throw;
+    } catch (const ErrorWithPayload& described) {
+      record(described.type_name(), described.what(), described.payload());
+    } catch (...) {
+      record(current_exception_type_name(), describe(std::current_exception()));
+    }
   } catch (...) {
     record("unknown", "the worker failed, and ran out of memory describing why");
   }
 }
 
-void ErrorRecord::record(std::string_view type, std::string_view text) noexcept {
+void ErrorRecord::record(std::string_view type, std::string_view text, std::string_view bytes) noexcept {
   copy_truncated(type_name, sizeof(type_name), type);
   copy_truncated(message, sizeof(message), text);
+  payload_size = bytes.size() <= kPayloadSize ? static_cast<std::uint32_t>(bytes.size()) : 0;
+  std::memcpy(payload, bytes.data(), payload_size);
 }
 
 std::string_view ErrorRecord::type_name_text() const noexcept { return text_of(type_name, sizeof(type_name)); }
 
 std::string_view ErrorRecord::message_text() const noexcept { return text_of(message, sizeof(message)); }
 
+std::string_view ErrorRecord::payload_bytes() const noexcept {
+  return {payload, payload_size <= kPayloadSize ? payload_size : std::size_t{0}};
+}
+
 void ErrorRecord::throw_worker_error(int worker_id) const {
   try {
-    throw RemoteError(std::string(type_name_text()), std::string(message_text()));
+    throw RemoteError(std::string(type_name_text()), std::string(message_text()), std::string(payload_bytes()));
   } catch (...) {
     throw WorkerError(worker_id, failure_message(worker_id, message_text()));
   }

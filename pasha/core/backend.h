@@ -48,6 +48,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <string_view>
@@ -131,30 +132,37 @@ class WorkerFailures {
   std::vector<std::exception_ptr> errors_;
 };
 
-// What is known of a worker's failure when the worker is another process: the exception's type name
-// and message, in a fixed-size, trivially copyable record that can live in shared memory or travel as
-// bytes (an exception object cannot cross a process boundary).
+// What is known of a worker's failure when the worker is another process: the exception's type name,
+// message and, for a pasha::ErrorWithPayload, its payload, in a fixed-size, trivially copyable record
+// that can live in shared memory or travel as bytes (an exception object cannot cross a process
+// boundary). The one channel for a worker process's failure, in every context and embedding.
 struct ErrorRecord {
   static constexpr std::size_t kTypeNameSize = 256;
   static constexpr std::size_t kMessageSize = 4096 - kTypeNameSize;
+  static constexpr std::size_t kPayloadSize = (std::size_t{64} << 10) - 4096 - sizeof(std::uint32_t);
 
   char type_name[kTypeNameSize];
   char message[kMessageSize];
+  std::uint32_t payload_size;
+  char payload[kPayloadSize];
 
   // Records the exception being handled: its demangled type name and what() ("unknown exception ..."
-  // for types not derived from std::exception). Call inside a catch block. Never throws; texts too
-  // long for the record are cut and end in "...".
+  // for types not derived from std::exception), or an ErrorWithPayload's own type name, message and
+  // payload. Call inside a catch block. Never throws; texts too long for the record are cut and end in
+  // "...", a payload too long is dropped (an embedding then rebuilds from the type name and message).
   void record_current_exception() noexcept;
   // Records a failure that is not an exception: type "signal" or "exit" for a process that died, say.
-  void record(std::string_view type_name, std::string_view message) noexcept;
+  void record(std::string_view type_name, std::string_view message, std::string_view payload = {}) noexcept;
 
   std::string_view type_name_text() const noexcept;
   std::string_view message_text() const noexcept;
+  std::string_view payload_bytes() const noexcept;
 
-  // Throws WorkerError for `worker_id` with a pasha::RemoteError (this type name and message) nested.
+  // Throws WorkerError for `worker_id` with a pasha::RemoteError (this type name, message and
+  // payload) nested.
   [[noreturn]] void throw_worker_error(int worker_id) const;
 };
-static_assert(std::is_trivially_copyable_v<ErrorRecord> && sizeof(ErrorRecord) == 4096);
+static_assert(std::is_trivially_copyable_v<ErrorRecord> && sizeof(ErrorRecord) == (std::size_t{64} << 10));
 
 // `bytes` of heap memory aligned to `alignment` (a power of two), freed when the last copy of the
 // pointer goes: the memory of contexts whose workers share the caller's address space. Throws

@@ -21,12 +21,12 @@ std::uint64_t next_context_id() noexcept {
 
 }  // namespace
 
-int checked_num_workers(int num_workers) {
+int checked_num_workers(long long num_workers) {
   if (num_workers < 1 || num_workers > kMaxWorkers) {
     throw std::invalid_argument("pasha: num_workers must be between 1 and " + std::to_string(kMaxWorkers) +
                                 ", got " + std::to_string(num_workers));
   }
-  return num_workers;
+  return static_cast<int>(num_workers);
 }
 
 Context::Context(int num_workers)
@@ -49,9 +49,7 @@ Context::RawArray Context::alloc_raw(const Shape& shape, std::size_t element_siz
   const detail::Layout layout = [&] {
     if (!per_worker) return detail::contiguous_layout(shape, element_size, order);
     if (pad_worker_slices) return detail::per_worker_layout(shape, element_size, order, num_workers_, kAlignment);
-    Shape full = shape;
-    full.insert(order == Order::C ? 0 : full.ndim(), static_cast<std::size_t>(num_workers_));
-    return detail::contiguous_layout(full, element_size, order);
+    return detail::contiguous_layout(with_worker_axis(shape, order, num_workers_), element_size, order);
   }();
   std::shared_ptr<void> memory = allocate_array({.shape = layout.shape,
                                                  .strides = layout.strides,

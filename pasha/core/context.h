@@ -325,7 +325,7 @@ class Context {
 };
 
 // Checks a worker count for a context constructor; returns it or throws std::invalid_argument.
-int checked_num_workers(int num_workers);
+int checked_num_workers(long long num_workers);
 
 }  // namespace pasha
 

@@ -11,8 +11,11 @@ namespace pasha {
 WorkerError::WorkerError(int worker_id, const std::string& what)
     : std::runtime_error(what), worker_id_(worker_id) {}
 
-RemoteError::RemoteError(std::string type_name, const std::string& message)
-    : std::runtime_error(message), type_name_(std::move(type_name)) {}
+RemoteError::RemoteError(std::string type_name, const std::string& message, std::string payload)
+    : std::runtime_error(message), type_name_(std::move(type_name)), payload_(std::move(payload)) {}
+
+ErrorWithPayload::ErrorWithPayload(std::string type_name, const std::string& message, std::string payload)
+    : std::runtime_error(message), type_name_(std::move(type_name)), payload_(std::move(payload)) {}
 
 namespace detail {
 

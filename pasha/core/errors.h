@@ -30,12 +30,32 @@ class WorkerError : public std::runtime_error, public std::nested_exception {
 // The cause nested in a WorkerError from a worker process: what is known of the original failure.
 class RemoteError : public std::runtime_error {
  public:
-  RemoteError(std::string type_name, const std::string& message);
-  // The demangled type of the exception the kernel threw, or "signal" / "exit" for a process that died.
+  RemoteError(std::string type_name, const std::string& message, std::string payload = {});
+  // The demangled type of the exception the kernel threw, or "signal" / "exit" for a process that died
+  // (for an ErrorWithPayload: the type name it gave).
   const std::string& type_name() const noexcept { return type_name_; }
+  // The bytes an ErrorWithPayload carried, or "" (any other exception, a process that died).
+  const std::string& payload() const noexcept { return payload_; }
 
  private:
   std::string type_name_;
+  std::string payload_;
+};
+
+// An exception that describes itself for a caller in another process: a type name, a message and
+// opaque bytes (at most backend::ErrorRecord::kPayloadSize are kept) from which an embedding rebuilds
+// the original failure (the Python package puts a Python exception's pickle there). Thrown by a kernel
+// in a worker process, it reaches the caller as the RemoteError nested in map's WorkerError, with the
+// same type name, message and payload; thrown in the caller's process, it is nested as itself.
+class ErrorWithPayload : public std::runtime_error {
+ public:
+  ErrorWithPayload(std::string type_name, const std::string& message, std::string payload);
+  const std::string& type_name() const noexcept { return type_name_; }
+  const std::string& payload() const noexcept { return payload_; }
+
+ private:
+  std::string type_name_;
+  std::string payload_;
 };
 
 // Thrown by alloc when the memory cannot be had: a std::bad_alloc whose what() names the byte size and

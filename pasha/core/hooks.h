@@ -13,7 +13,9 @@ class Context;
 // Override the calls you need; the defaults do nothing. Order for one map: pre_map (caller); then for
 // each worker that gets a share: pre_worker, that worker's kernel calls, post_worker (in the worker:
 // a thread, or the worker process itself); then post_map (caller). With several hooks, pre_* run in
-// the order the hooks were added and post_* in reverse, like constructors and destructors.
+// the order the hooks were added and post_* in reverse, like constructors and destructors: pasha's one
+// hook order, for a context's hooks, a kernel's own (helpers) and the Python package's MapHooks alike
+// (python/pasha/util.py; run by detail::run_between).
 //
 // Failure paths: every hook whose pre_map returned gets its post_map, and every hook whose pre_worker
 // returned gets that worker's post_worker, whatever failed in between (a kernel, another hook, a
@@ -53,10 +55,10 @@ class MapHook {
 // for the kernels around it to call. The hooks must live until the map returns.
 class MapHookList {
  public:
-  static constexpr std::size_t kCapacity = 8;
+  static constexpr std::size_t kCapacity = 16;
   // Throws std::length_error past kCapacity.
   void add(MapHook* hook) {
-    if (size_ == kCapacity) throw std::length_error("pasha: more than 8 hooks for one map (helpers around one kernel)");
+    if (size_ == kCapacity) throw std::length_error("pasha: more than 16 hooks for one map (helpers around one kernel)");
     hooks_[size_++] = hook;
   }
   std::size_t size() const noexcept { return size_; }

@@ -80,6 +80,9 @@ def test_a_kernel_raising_on_one_rank_raises_on_every_rank_and_the_context_works
     assert 'boom at 199' in str(caught.value)
     raised_here = isinstance(caught.value, ValueError)
     assert COMM.allreduce(int(raised_here)) >= 1
+    if ctx.local_context.__class__ is psh.ProcessContext:
+        # From a worker process the failure carries its description: every rank raises it as itself.
+        assert raised_here, f'rank {COMM.rank} raised {caught.value!r}'
     out = ctx.alloc(shape=10, dtype=np.int64, fill=0)
     ctx.map(lambda w, i, v: out.__setitem__(i, v + 1), range(10))
     np.testing.assert_array_equal(out, np.arange(1, 11))
@@ -103,13 +106,19 @@ def test_xfel_trains_are_split_across_ranks(ctx, tmp_path_factory):
     run_dir = COMM.bcast(run_dir, root=0)
     kd = RunDirectory(run_dir)['FXE_XAD_GEC/CAM/CAMERA:daqOutput', 'data.image.pixels']
     sums = ctx.alloc(shape=len(kd.train_ids), dtype=np.float64, fill=-1)
+    ranks = ctx.alloc(shape=len(kd.train_ids), dtype=np.int64, fill=-1)  # which rank read each train
+
+    rank = COMM.rank  # (no MPI call in the kernel: it may run in a forked worker)
 
     def kernel(worker_id, index, train_id, data):
         sums[index] = 0 if data is None else data.sum(dtype=np.float64)
+        ranks[index] = rank
 
     ctx.map(kernel, kd)
     expected = [0 if d is None else d.sum(dtype=np.float64) for _, d in kd.trains(include_empty=True)]
     np.testing.assert_array_equal(sums, expected)
+    assert sorted(set(ranks.tolist())) == list(range(COMM.size)), 'every rank reads a part of the trains'
+    assert (np.diff(ranks) >= 0).all(), 'each rank reads one run of consecutive trains, in rank order'
 
 
 def test_arrays_the_garbage_collector_frees_at_different_times_on_each_rank_never_hang(ctx):

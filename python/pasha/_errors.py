@@ -2,7 +2,9 @@
 
 A worker's exception reaches the caller as the same exception: the object itself from a thread
 (serial and thread contexts), or, from a worker process, rebuilt from its pickle (or from its type
-and arguments) written into memory the caller shares with the worker. Either way it carries the
+and arguments): ``capture`` makes that description in the worker, the engine carries it as the
+payload of its one failure record (pasha::ErrorWithPayload, backend::ErrorRecord), and ``rebuild``
+raises it in the caller. Either way it carries the
 worker's id (``exc.worker_id``) and the worker's traceback (``exc.worker_traceback``, also added as
 a note). Failures that are not Python exceptions (a worker process killed by a signal, or one that
 exited) and exceptions that cannot be rebuilt become :class:`WorkerError`.

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _pasha
-from .functor import Functor, engine_walk, engine_xfel
+from .functor import Functor
 
 __all__ = ['MapContext', 'HeapContext', 'SerialContext', 'ThreadContext', 'ProcessContext', 'PoolContext']
 
@@ -84,13 +84,11 @@ def _iterate_share(function: Callable, functor: Functor, share: Any, worker_id: 
         function(worker_id, *entry)
 
 
-def _hooks_of(function: Callable) -> list:
-    return list(getattr(function, '_pasha_hooks_', ()))
-
-
 def _run_worker_with_hooks(context: 'MapContext', function: Callable, functor: Functor, share: Any,
                            worker_id: int) -> None:
-    hooks = _hooks_of(function)
+    # A context written in Python runs its workers itself: the hooks in pasha's one order (pasha.util),
+    # each post_worker only when the share succeeded.
+    hooks = list(getattr(function, '_pasha_hooks_', ()))
     for hook in hooks:
         function = hook.pre_worker(context, function, worker_id)
     _iterate_share(function, functor, share, worker_id)
@@ -158,7 +156,7 @@ class MapContext:
         """
         shape, dtype, order = self._resolve_alloc(shape, dtype, order, like)
         if per_worker:
-            shape = (self.num_workers,) + shape if order == 'C' else shape + (self.num_workers,)
+            shape = tuple(_pasha.with_worker_axis(shape, order, self.num_workers))
         return self._alloc(shape, dtype, order, fill)
 
     def alloc_per_worker(self, shape: Optional[ShapeLike] = None, dtype: Any = None, order: Optional[str] = None,
@@ -281,8 +279,7 @@ class _EngineContext(MapContext):
             if self._workers_are_processes:
                 raise ValueError(f'arrays of Python objects (dtype {dtype}) cannot be shared with worker '
                                  f'processes: use a numeric dtype, or a serial or thread context')
-            full = (self.num_workers,) + shape if per_worker and order == 'C' else (
-                shape + (self.num_workers,) if per_worker else shape)
+            full = tuple(_pasha.with_worker_axis(shape, order, self.num_workers)) if per_worker else shape
             return MapContext._alloc(self, full, dtype, order, fill)
         array = self._engine.alloc(list(shape), dtype, order, per_worker)
         if fill is not None:
@@ -312,45 +309,11 @@ class _EngineContext(MapContext):
             KeyboardInterrupt: Ctrl-C during the map (the workers are stopped first).
             ValueError, TypeError: bad arguments, naming them.
         """
-        if not callable(function):
-            raise TypeError(f'pasha: the kernel must be callable, not {function!r}')
-        if not isinstance(chunk, numbers.Integral) or isinstance(chunk, bool) or chunk < 0:
-            raise ValueError(f'pasha: chunk must be a non-negative integer, not {chunk!r}')
-        functor = Functor.try_wrap(functor)
-        hooks = _hooks_of(function)
-        options = dict(context=self, hooks=hooks, schedule=schedule, chunk=int(chunk), progress=bool(progress),
-                       writes=self._writes())
-        sequence = engine_walk(functor)
-        xfel = engine_xfel(functor) if sequence is None else None
-        if sequence is not None:
-            self._engine.map_sequence(function, sequence, len(sequence), **options)
-        elif xfel is not None:
-            self._engine.map_xfel(function, xfel, **options)
-        else:
-            shares = list(functor.split(self.num_workers))
-            self._engine.map_shares(function, functor, shares, **options)
+        self._engine.map(function, Functor.try_wrap(functor), context=self, schedule=schedule, chunk=chunk,
+                         progress=bool(progress), writes=self._writes())
 
     def _writes(self) -> Optional[list]:
         return None
-
-
-def _checked_num_workers(num_workers: Any) -> Optional[int]:
-    if num_workers is None:
-        return None
-    if isinstance(num_workers, (bool, np.bool_)) or not isinstance(num_workers, numbers.Integral):
-        raise TypeError(f'num_workers must be an integer, not {num_workers!r}')
-    if num_workers < 1:
-        raise ValueError(f'num_workers must be at least 1, not {num_workers}')
-    return int(num_workers)
-
-
-_BINDINGS = ('compact', 'spread', 'none')
-
-
-def _checked_binding(binding: str) -> str:
-    if binding not in _BINDINGS:
-        raise ValueError(f"binding must be one of {', '.join(repr(b) for b in _BINDINGS)}, not {binding!r}")
-    return binding
 
 
 class SerialContext(_EngineContext):
@@ -373,7 +336,7 @@ class ThreadContext(PoolContext):
     'spread' or 'none'). The pool is made on the first map and kept until the context goes."""
 
     def __init__(self, num_workers: Optional[int] = None, *, binding: str = 'compact'):
-        super().__init__(_pasha.threads(_checked_num_workers(num_workers), _checked_binding(binding)))
+        super().__init__(_pasha.threads(num_workers, binding))
 
 
 class ProcessContext(PoolContext):
@@ -387,8 +350,7 @@ class ProcessContext(PoolContext):
     _workers_are_processes = True
 
     def __init__(self, num_workers: Optional[int] = None, *, binding: str = 'compact', fork_tree: bool = True):
-        super().__init__(_pasha.processes(_checked_num_workers(num_workers), _checked_binding(binding),
-                                          bool(fork_tree)))
+        super().__init__(_pasha.processes(num_workers, binding, bool(fork_tree)))
 
     def wait_for_exited_workers(self) -> None:
         """Waits until the worker processes of earlier maps have exited, and reaps them (a map

@@ -4,8 +4,8 @@ EXtra-pasha's functor API. ``Functor.try_wrap(value)`` finds the functor for any
 ``map``: the value itself when it is a :class:`Functor`, its ``_pasha_functor_()`` when it has one,
 or the one registered subclass whose ``wrap(value)`` accepts it (every subclass registers by being
 defined). The built-in functors are walked by pasha's C++ engine itself (their items are read by
-index there); any other functor's ``split`` runs in the caller and its ``iterate`` in the worker that
-takes each share.
+index there, and split as the engine splits: min(length, workers) shares of consecutive indices); any
+other functor's ``split`` runs in the caller and its ``iterate`` in the worker that takes each share.
 """
 
 from __future__ import annotations
@@ -111,6 +111,9 @@ class SequenceFunctor(Functor):
             return cls(value)
         return None
 
+    # EXtra-pasha's split and iterate, kept for subclasses (a user's SequenceFunctor that overrides one
+    # of them is walked through both, as EXtra-pasha walks it). An unchanged SequenceFunctor is not
+    # split here: pasha's engine reads its sequence by index and splits it itself.
     def split(self, num_workers: int) -> List[slice]:
         return gen_split_slices(len(self.sequence), n_parts=num_workers)
 
@@ -236,25 +239,3 @@ class ExtraDataFunctor(Functor):
             train_it = subobj.trains()
         for index, (train_id, data) in zip(range(*share.indices(self.n_trains)), train_it):
             yield index, train_id, data
-
-
-def engine_xfel(functor: Functor) -> Optional[Any]:
-    """The XFEL collection pasha's engine may read itself for `functor` (internal): that of an
-    XfelFunctor or ExtraDataFunctor, unless a subclass changed how they split or iterate."""
-    functor_type = type(functor)
-    for base, collection in ((XfelFunctor, lambda f: f.obj), (ExtraDataFunctor, lambda f: f._pasha)):
-        if (isinstance(functor, base) and functor_type.split is base.split
-                and functor_type.iterate is base.iterate):
-            found = collection(functor)
-            return found._engine if found is not None else None
-    return None
-
-
-def engine_walk(functor: Functor) -> Optional[Any]:
-    """The sequence pasha's engine may read by index for `functor` (internal): the built-in sequence
-    functors' own, unless a subclass changed how they split or iterate."""
-    functor_type = type(functor)
-    if (isinstance(functor, SequenceFunctor) and functor_type.split is SequenceFunctor.split
-            and functor_type.iterate is SequenceFunctor.iterate):
-        return functor.sequence
-    return None

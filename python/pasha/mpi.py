@@ -16,7 +16,8 @@ global, ``num_workers`` is the total. Arrays from ``alloc`` are shared by the ra
 when map returns, whole on every rank: per-worker arrays, and arrays whose first axis has the map's
 length (index-aligned outputs); others stay as each node wrote them. A kernel that raises on any
 rank raises on every rank: the same exception on the rank that ran it, pasha.WorkerError naming it
-elsewhere (the exception itself on other ranks of its node when the local workers are processes).
+elsewhere (the exception itself on every rank when the local workers are processes: a worker process's
+failure travels with its description).
 
 Arrays may be dropped in any order on any rank (their memory is freed at a later map or alloc once
 every rank of the node has dropped them); contexts live until exit, when pasha frees what is left, in

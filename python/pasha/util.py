@@ -9,9 +9,11 @@ runs around every map of that kernel, in every context:
 - ``post_map(context, function)``: in the caller, once every worker has finished.
 
 Each stage returns the function to go on with (the one it was given, or a replacement: the helpers
-below replace it by a copy whose global names they changed). Hooks run in the order they were
-attached, each stage given what the one before returned. A post stage runs only when what it
-follows succeeded: a worker's ``post_worker`` when its share did, ``post_map`` when the map did.
+below replace it by a copy whose global names they changed), and each call is given what the call
+before it returned. Several hooks run in pasha's one order, the C++ engine's (pasha/core/hooks.h):
+``pre_map`` and ``pre_worker`` in the order the hooks were attached, ``post_worker`` and ``post_map``
+last-attached first, like nested scopes. A post stage runs only when what it follows succeeded: a
+hook's ``post_worker`` when the worker's hooks and share did, ``post_map`` when the map did.
 """
 
 from __future__ import annotations

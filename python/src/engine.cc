@@ -2,16 +2,10 @@
 
 #include <utility>
 
+#include "python/src/xfel.h"
+
 namespace pasha::python {
 namespace {
-
-// Raises in Python the exception `error` holds, with the worker's id and where it ran attached by
-// pasha._errors.attach.
-[[noreturn]] void raise_again(const py::error_already_set& error, int worker, const std::string& where) {
-  py::module_::import("pasha._errors").attr("attach")(error.value(), worker, where, py::none(), traceback_of(error));
-  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.value().ptr())), error.value().ptr());
-  throw py::error_already_set();
-}
 
 // Raises `exception` (a Python exception object).
 [[noreturn]] void raise_object(const py::object& exception) {
@@ -25,10 +19,47 @@ void check_python_signals() {
   if (PyErr_CheckSignals() != 0) throw py::error_already_set();
 }
 
+// `functor` is an instance of `base` whose split and iterate are base's own (no subclass changed how it
+// is walked): the engine may walk it itself.
+bool walks_as(const py::object& functor, const py::object& base) {
+  if (!py::isinstance(functor, base)) return false;
+  const py::object type = py::type::of(functor);
+  return type.attr("split").is(base.attr("split")) && type.attr("iterate").is(base.attr("iterate"));
+}
+
 }  // namespace
 
-Engine::Engine(std::shared_ptr<Context> context, bool processes)
-    : context_(std::move(context)), processes_(processes), errors_(*context_) {}
+MapRequest MapRequest::of(py::object context, const std::string& schedule, const py::object& chunk, bool progress,
+                          const std::optional<py::list>& writes) {
+  MapRequest request{std::move(context), {}};
+  MapOptions& options = request.options;
+  if (schedule == "static") {
+    options.schedule = Schedule::static_shares;
+  } else if (schedule == "dynamic") {
+    options.schedule = Schedule::dynamic;
+  } else {
+    throw std::invalid_argument("pasha: schedule must be 'static' or 'dynamic', not '" + schedule + "'");
+  }
+  const bool integral = PyIndex_Check(chunk.ptr()) != 0 && !PyBool_Check(chunk.ptr());
+  const long long chunk_value = integral ? chunk.cast<long long>() : -1;
+  if (chunk_value < 0) {
+    throw std::invalid_argument("pasha: chunk must be a non-negative integer, not " +
+                                py::repr(chunk).cast<std::string>());
+  }
+  options.chunk = static_cast<std::size_t>(chunk_value);
+  options.progress = progress;
+  options.interrupt_check = check_python_signals;
+  if (writes) {
+    std::vector<std::pair<const void*, const void*>> spans;
+    for (const py::handle item : *writes) {
+      const auto array = py::reinterpret_borrow<py::array>(item);
+      const auto* first = static_cast<const char*>(array.data());
+      spans.emplace_back(first, first + array.nbytes());
+    }
+    options.writes = WrittenArrays::of_memory(std::move(spans));
+  }
+  return request;
+}
 
 py::array Engine::alloc(const std::vector<std::size_t>& shape, const py::dtype& dtype, char order, bool per_worker) {
   const Order layout_order = order == 'F' ? Order::F : Order::C;
@@ -48,68 +79,74 @@ py::array Engine::alloc(const std::vector<std::size_t>& shape, const py::dtype& 
   return py::array(dtype, extents, strides, raw.data, base);
 }
 
-MapHooks::MapHooks(PyMap& map, const py::list& hooks) : output_(map) {
-  if (!hooks.empty()) python_ = std::make_unique<PyHooks>(map, hooks);
+MapHooks::MapHooks(PyMap& map, const py::object& kernel) : output_(map) {
+  const py::object attached = py::getattr(kernel, "_pasha_hooks_", py::tuple());
+  for (const py::handle hook : attached) {
+    python_.push_back(std::make_unique<PyHook>(map, py::reinterpret_borrow<py::object>(hook)));
+  }
 }
 
 std::vector<pasha::MapHook*> MapHooks::pointers() {
   std::vector<pasha::MapHook*> all{&output_};
-  if (python_) all.push_back(python_.get());
+  for (const auto& hook : python_) all.push_back(hook.get());
   return all;
 }
 
-pasha::MapOptions Engine::options_of(const MapRequest& request) const {
-  pasha::MapOptions options;
-  options.schedule = request.schedule == "dynamic" ? Schedule::dynamic : Schedule::static_shares;
-  options.chunk = request.chunk;
-  options.progress = request.progress;
-  options.interrupt_check = check_python_signals;
-  if (request.writes) {
-    std::vector<std::pair<const void*, const void*>> spans;
-    for (const py::handle item : *request.writes) {
-      const auto array = py::reinterpret_borrow<py::array>(item);
-      const auto* first = static_cast<const char*>(array.data());
-      spans.emplace_back(first, first + array.nbytes());
-    }
-    options.writes = WrittenArrays::of_memory(std::move(spans));
+std::vector<PyHook*> MapHooks::python_hooks() {
+  std::vector<PyHook*> all;
+  for (const auto& hook : python_) all.push_back(hook.get());
+  return all;
+}
+
+void Engine::map(const py::object& kernel, const py::object& functor, const MapRequest& request) {
+  if (PyCallable_Check(kernel.ptr()) == 0) {
+    throw py::type_error("pasha: the kernel must be callable, not " + py::repr(kernel).cast<std::string>());
   }
-  return options;
-}
-
-void Engine::map_sequence(const py::object& kernel, const py::object& sequence, std::size_t length,
-                          const MapRequest& request) {
-  PyMap map(request.context, kernel, num_workers(), errors());
-  PySequence functor(sequence, length, map);
-  run(functor, map, request);
-}
-
-void Engine::map_shares(const py::object& kernel, const py::object& functor, const py::list& shares,
-                        const MapRequest& request) {
-  PyMap map(request.context, kernel, num_workers(), errors());
-  std::vector<py::object> each;
-  for (const py::handle share : shares) each.push_back(py::reinterpret_borrow<py::object>(share));
-  PyShares walk(functor, std::move(each), map);
+  PyMap map(request.context, kernel, num_workers());
+  const py::module_ functors = py::module_::import("pasha.functor");
+  // pasha.xfel's collections, and EXtra-data's that pasha's reader opened: read by pasha's reader.
+  if (walks_as(functor, functors.attr("XfelFunctor"))) {
+    map_xfel(*this, map, functor.attr("obj").attr("_engine"), request);
+    return;
+  }
+  if (walks_as(functor, functors.attr("ExtraDataFunctor")) && !functor.attr("_pasha").is_none()) {
+    map_xfel(*this, map, functor.attr("_pasha").attr("_engine"), request);
+    return;
+  }
+  // Sequences, numpy arrays and DataArrays: read by index, split and scheduled by the engine.
+  if (walks_as(functor, functors.attr("SequenceFunctor"))) {
+    const py::object sequence = functor.attr("sequence");
+    PySequence walk(sequence, py::len(sequence), map);
+    run(walk, map, request);
+    return;
+  }
+  // Any other functor: its own shares.
+  std::vector<py::object> shares;
+  for (const py::handle share : functor.attr("split")(num_workers())) {
+    shares.push_back(py::reinterpret_borrow<py::object>(share));
+  }
+  PyShares walk(functor, std::move(shares), map);
   run(walk, map, request);
 }
 
-void Engine::raise(const WorkerError& error, const PyMap& map) const {
+void Engine::raise(const WorkerError& error) const {
   const int worker = error.worker_id();
   const std::string where = context_->name();
+  const py::object errors = py::module_::import("pasha._errors");
   try {
     std::rethrow_if_nested(error);
   } catch (const py::error_already_set& original) {
-    raise_again(original, worker, where);  // this process's worker: the exception object itself
+    // This process's worker: the exception object itself.
+    errors.attr("attach")(original.value(), worker, where, py::none(), traceback_of(original));
+    raise_object(original.value());
   } catch (const RemoteError& remote) {
-    raise_object(py::module_::import("pasha._errors")
-                     .attr("rebuild")(map.recorded_failure(worker), worker, where, remote.type_name(), remote.what(),
-                                      error.what()));
+    const py::object payload = remote.payload().empty() ? py::object(py::none()) : py::bytes(remote.payload());
+    raise_object(errors.attr("rebuild")(payload, worker, where, remote.type_name(), remote.what(), error.what()));
   } catch (const std::exception& other) {
-    raise_object(py::module_::import("pasha._errors")
-                     .attr("rebuild")(py::none(), worker, where, "", other.what(),
-                                      error.what()));
+    raise_object(errors.attr("rebuild")(py::none(), worker, where, "", other.what(), error.what()));
   } catch (...) {
   }
-  raise_object(py::module_::import("pasha._errors").attr("rebuild")(py::none(), worker, where, "", "", error.what()));
+  raise_object(errors.attr("rebuild")(py::none(), worker, where, "", "", error.what()));
 }
 
 }  // namespace pasha::python

@@ -13,29 +13,26 @@
 #include <vector>
 
 #include "pasha/pasha.h"
-#include "python/src/error_area.h"
 #include "python/src/py_map.h"
 
 namespace pasha::python {
 
 namespace py = pybind11;
 
-// How a Python map runs: the hooks of its kernel (_pasha_hooks_), the Python context they are given,
-// and the engine's options.
+// How a Python map runs: the Python context its kernel's hooks are given, and the engine's options.
 struct MapRequest {
   py::object context;
-  py::list hooks;
-  std::string schedule = "static";  // or "dynamic"
-  std::size_t chunk = 0;
-  bool progress = false;
-  std::optional<py::list> writes;  // the arrays the kernels write (MapOptions::writes), if said
+  MapOptions options;
+
+  // The options of ctx.map(..., schedule, chunk, progress) and the arrays its kernels write (writes,
+  // None when not said). Throws std::invalid_argument (ValueError) naming a bad schedule or chunk.
+  static MapRequest of(py::object context, const std::string& schedule, const py::object& chunk, bool progress,
+                       const std::optional<py::list>& writes);
 };
 
 class Engine {
  public:
-  // `processes`: the context's workers are processes (its own, or its local context's), whose Python
-  // exceptions must be described in shared memory to reach the caller.
-  Engine(std::shared_ptr<Context> context, bool processes);
+  explicit Engine(std::shared_ptr<Context> context) : context_(std::move(context)) {}
 
   int num_workers() const noexcept { return context_->num_workers(); }
   std::string name() const { return context_->name(); }
@@ -46,53 +43,48 @@ class Engine {
   // with a worker axis added (first for 'C', last for 'F') when `per_worker`; contiguous.
   py::array alloc(const std::vector<std::size_t>& shape, const py::dtype& dtype, char order, bool per_worker);
 
-  // Maps `kernel` over sequence[i] for i in [0, length).
-  void map_sequence(const py::object& kernel, const py::object& sequence, std::size_t length, const MapRequest& request);
-  // Maps `kernel` over the entries functor.iterate(share) yields for each of `shares`.
-  void map_shares(const py::object& kernel, const py::object& functor, const py::list& shares,
-                  const MapRequest& request);
+  // The one map of the package: kernel(worker_id, index, value...) over `functor` (what
+  // pasha.Functor.try_wrap gave), with the hooks attached to the kernel (_pasha_hooks_). The engine
+  // recognises the collection: the built-in sequence functors' sequences are read by index, pasha.xfel's
+  // (and EXtra-data's, when pasha's reader opened them) collections by pasha's XFEL reader, and any
+  // other functor is split by its own split() and walked by its iterate() in the workers. Raises in
+  // Python what the workers raised.
+  void map(const py::object& kernel, const py::object& functor, const MapRequest& request);
 
-  // Runs `functor` (a pasha functor whose values a PyKernel takes) with `kernel` and `request`'s hooks
-  // and options, and raises in Python what the workers raised. For the adapters of this package.
+  // Runs `functor` (a pasha functor whose values a PyKernel takes) with `map`'s kernel and hooks and
+  // `request`'s options, and raises in Python what the workers raised. For the adapters of this package.
   template <class Functor>
   void run(Functor& functor, PyMap& map, const MapRequest& request);
 
-  ErrorArea* errors() noexcept { return processes_ ? &errors_ : nullptr; }
-  bool workers_are_processes() const noexcept { return processes_; }
-
  private:
   // Raises in Python (error_already_set) the failure `error` reports: the worker's own exception.
-  [[noreturn]] void raise(const WorkerError& error, const PyMap& map) const;
-  pasha::MapOptions options_of(const MapRequest& request) const;
+  [[noreturn]] void raise(const WorkerError& error) const;
 
   std::shared_ptr<Context> context_;
-  bool processes_;
-  ErrorArea errors_;
 };
 
 // The hooks of a map as C++ hooks, owned until the map returns: the worker-output flush first, then
-// the Python hooks, if the kernel has any.
+// one PyHook per Python hook attached to the kernel, in the order they were attached.
 class MapHooks {
  public:
-  MapHooks(PyMap& map, const py::list& hooks);
+  MapHooks(PyMap& map, const py::object& kernel);
   std::vector<pasha::MapHook*> pointers();
-  PyHooks* python_hooks() noexcept { return python_.get(); }
+  std::vector<PyHook*> python_hooks();
 
  private:
   WorkerOutput output_;
-  std::unique_ptr<PyHooks> python_;
+  std::vector<std::unique_ptr<PyHook>> python_;
 };
 
 template <class Functor>
 void Engine::run(Functor& functor, PyMap& map, const MapRequest& request) {
-  MapHooks hooks(map, request.hooks);
+  MapHooks hooks(map, map.function());
   PyKernel py_kernel(map, hooks.pointers(), hooks.python_hooks());
-  const pasha::MapOptions options = options_of(request);
   try {
     GilReleased release;
-    context_->map(py_kernel, functor, options);
+    context_->map(py_kernel, functor, request.options);
   } catch (const WorkerError& error) {
-    raise(error, map);
+    raise(error);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <climits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,27 +22,29 @@ using pasha::python::MapRequest;
 
 namespace {
 
-pasha::Binding binding_named(const std::string& name) { return pasha::parse_binding(name); }
-
-std::shared_ptr<Engine> threads_engine(std::optional<int> num_workers, const std::string& binding) {
-  const int workers = num_workers.value_or(pasha::default_num_workers());
-  return std::make_shared<Engine>(std::make_shared<pasha::ThreadContext>(workers, binding_named(binding)), false);
-}
-
-std::shared_ptr<Engine> processes_engine(std::optional<int> num_workers, const std::string& binding, bool tree) {
-  const int workers = num_workers.value_or(pasha::default_num_workers());
-  return std::make_shared<Engine>(
-      std::make_shared<pasha::ProcessContext>(workers, binding_named(binding),
-                                              tree ? pasha::ForkMode::tree : pasha::ForkMode::sequential),
-      true);
-}
-
-MapRequest request_of(py::object context, py::list hooks, std::string schedule, std::size_t chunk, bool progress,
-                      std::optional<py::list> writes) {
-  if (schedule != "static" && schedule != "dynamic") {
-    throw py::value_error("pasha: schedule must be 'static' or 'dynamic', not '" + schedule + "'");
+// A context's worker count as Python gives it: None for the default (one per physical core this process
+// may run on); TypeError for what is not an integer; the range is the context's to check.
+int num_workers_of(const py::object& given) {
+  if (given.is_none()) return pasha::default_num_workers();
+  if (PyIndex_Check(given.ptr()) == 0 || PyBool_Check(given.ptr()) != 0) {
+    throw py::type_error("pasha: num_workers must be an integer, not " + py::repr(given).cast<std::string>());
   }
-  return MapRequest{std::move(context), std::move(hooks), std::move(schedule), chunk, progress, std::move(writes)};
+  const auto value = given.cast<py::int_>();
+  int overflow = 0;
+  const long long workers = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+  if (overflow != 0) return pasha::checked_num_workers(overflow > 0 ? LLONG_MAX : LLONG_MIN);  // names the range
+  return pasha::checked_num_workers(workers);
+}
+
+std::shared_ptr<Engine> threads_engine(const py::object& num_workers, const std::string& binding) {
+  return std::make_shared<Engine>(
+      std::make_shared<pasha::ThreadContext>(num_workers_of(num_workers), pasha::parse_binding(binding)));
+}
+
+std::shared_ptr<Engine> processes_engine(const py::object& num_workers, const std::string& binding, bool tree) {
+  return std::make_shared<Engine>(std::make_shared<pasha::ProcessContext>(
+      num_workers_of(num_workers), pasha::parse_binding(binding),
+      tree ? pasha::ForkMode::tree : pasha::ForkMode::sequential));
 }
 
 // An engine over an MpiContext of `local`'s context, on the communicator whose Fortran handle is
@@ -58,7 +61,7 @@ std::shared_ptr<Engine> mpi_engine(const std::shared_ptr<Engine>& local, std::in
     context = std::make_shared<pasha::MpiContext>(local->shared_context(),
                                                   MPI_Comm_f2c(static_cast<MPI_Fint>(communicator)));
   }
-  return std::make_shared<Engine>(std::move(context), local->workers_are_processes());
+  return std::make_shared<Engine>(std::move(context));
 }
 
 // The MpiContext under `engine`; TypeError for any other.
@@ -103,42 +106,30 @@ PYBIND11_MODULE(_pasha, m) {
       .def_property_readonly("first_worker", [](Engine& e) { return mpi_of(e).first_worker(); })
       .def("alloc", &Engine::alloc, py::arg("shape"), py::arg("dtype"), py::arg("order"), py::arg("per_worker"))
       .def(
-          "map_sequence",
-          [](Engine& engine, const py::object& kernel, const py::object& sequence, std::size_t length,
-             py::object context, py::list hooks, std::string schedule, std::size_t chunk, bool progress,
-             std::optional<py::list> writes) {
-            engine.map_sequence(kernel, sequence, length,
-                                request_of(std::move(context), std::move(hooks), std::move(schedule), chunk, progress,
-                                           std::move(writes)));
+          "map",
+          [](Engine& engine, const py::object& kernel, const py::object& functor, py::object context,
+             const std::string& schedule, const py::object& chunk, bool progress, std::optional<py::list> writes) {
+            engine.map(kernel, functor, MapRequest::of(std::move(context), schedule, chunk, progress, writes));
           },
-          py::arg("kernel"), py::arg("sequence"), py::arg("length"), py::arg("context"), py::arg("hooks"),
-          py::arg("schedule"), py::arg("chunk"), py::arg("progress"), py::arg("writes"))
-      .def(
-          "map_shares",
-          [](Engine& engine, const py::object& kernel, const py::object& functor, const py::list& shares,
-             py::object context, py::list hooks, std::string schedule, std::size_t chunk, bool progress,
-             std::optional<py::list> writes) {
-            engine.map_shares(kernel, functor, shares,
-                              request_of(std::move(context), std::move(hooks), std::move(schedule), chunk, progress,
-                                         std::move(writes)));
-          },
-          py::arg("kernel"), py::arg("functor"), py::arg("shares"), py::arg("context"), py::arg("hooks"),
-          py::arg("schedule"), py::arg("chunk"), py::arg("progress"), py::arg("writes"))
-      .def(
-          "map_xfel",
-          [](Engine& engine, const py::object& kernel, const py::object& target, py::object context, py::list hooks,
-             std::string schedule, std::size_t chunk, bool progress, std::optional<py::list> writes) {
-            pasha::python::map_xfel(engine, kernel, target,
-                                    request_of(std::move(context), std::move(hooks), std::move(schedule), chunk,
-                                               progress, std::move(writes)));
-          },
-          py::arg("kernel"), py::arg("target"), py::arg("context"), py::arg("hooks"), py::arg("schedule"),
-          py::arg("chunk"), py::arg("progress"), py::arg("writes"));
+          py::arg("kernel"), py::arg("functor"), py::kw_only(), py::arg("context"), py::arg("schedule") = "static",
+          py::arg("chunk") = 0, py::arg("progress") = false, py::arg("writes") = py::none(),
+          "kernel(worker_id, index, value...) over every element of `functor`, with the hooks attached to "
+          "the kernel; raises what a worker raised.");
+
+  m.def(
+      "with_worker_axis",
+      [](const std::vector<std::size_t>& shape, char order, int num_workers) {
+        const pasha::Shape full =
+            pasha::with_worker_axis(pasha::Shape(shape), order == 'F' ? pasha::Order::F : pasha::Order::C, num_workers);
+        return std::vector<std::size_t>(full.begin(), full.end());
+      },
+      py::arg("shape"), py::arg("order"), py::arg("num_workers"),
+      "The shape of a per-worker array of `shape`: a worker axis of num_workers first ('C') or last ('F').");
 
   pasha::python::bind_xfel(m);
 
   m.def(
-      "serial", [] { return std::make_shared<Engine>(std::make_shared<pasha::SerialContext>(), false); },
+      "serial", [] { return std::make_shared<Engine>(std::make_shared<pasha::SerialContext>()); },
       "An engine whose one worker is the calling thread.");
   m.def("threads", &threads_engine, py::arg("num_workers"), py::arg("binding"),
         "An engine whose workers are a pool of threads pinned with hwloc.");

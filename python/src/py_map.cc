@@ -6,50 +6,39 @@
 #include <string>
 
 namespace pasha::python {
-namespace {
 
-// pasha._errors.capture(exception, max_bytes) -> bytes: what the caller needs to raise it again.
-std::string captured(const py::error_already_set& error, std::size_t max_bytes) {
-  const py::object capture = py::module_::import("pasha._errors").attr("capture");
-  return capture(error.value(), max_bytes, traceback_of(error)).cast<std::string>();
-}
-
-}  // namespace
-
-PyMap::PyMap(py::object context, py::object kernel, int num_workers, ErrorArea* errors)
+PyMap::PyMap(py::object context, py::object kernel, int num_workers)
     : context_(std::move(context)),
       function_(std::move(kernel)),
       worker_functions_(static_cast<std::size_t>(num_workers)),
       worker_failed_(static_cast<std::size_t>(num_workers), 0),
-      errors_(errors),
-      generation_(errors != nullptr ? errors->new_generation() : 0),
       caller_(getpid()) {}
 
-void PyMap::record_failure(const py::error_already_set& error) const {
+void PyMap::fail() const {
+  py::error_already_set error;
   if (const int worker = pasha::this_worker_id(); worker >= 0) worker_failed_[slot(worker)] = 1;
-  if (errors_ == nullptr || getpid() == caller_) return;  // the caller has the exception itself
+  if (getpid() == caller_) throw error;  // the caller's process: the exception itself reaches it
+  std::string payload;
+  std::string message;
   try {
-    errors_->write(pasha::this_worker_id(), generation_, captured(error, ErrorArea::kPayloadBytes));
+    const py::object errors = py::module_::import("pasha._errors");
+    payload = errors.attr("capture")(error.value(), backend::ErrorRecord::kPayloadSize, traceback_of(error))
+                  .cast<std::string>();
+    message = errors.attr("_message")(error.value()).cast<std::string>();
   } catch (const py::error_already_set&) {
     // The description failed: the caller then rebuilds the error from its type name and message.
+    message = error.what();
   }
-}
-
-py::object PyMap::recorded_failure(int worker) const {
-  if (errors_ == nullptr) return py::none();
-  const std::string payload = errors_->read(worker, generation_);
-  if (payload.empty()) return py::none();
-  return py::bytes(payload);
+  const py::handle type = error.type();
+  const std::string type_name = py::str(type.attr("__module__")).cast<std::string>() + "." +
+                                py::str(type.attr("__qualname__")).cast<std::string>();
+  throw pasha::ErrorWithPayload(type_name, message, std::move(payload));
 }
 
 void PyKernel::call(int worker, PyObject* const* args, std::size_t count) const {
   PyObject* result = PyObject_Vectorcall(map_->function_of(worker), args, count | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                          nullptr);
-  if (result == nullptr) {
-    py::error_already_set error;
-    map_->record_failure(error);
-    throw error;
-  }
+  if (result == nullptr) map_->fail();
   Py_DECREF(result);
 }
 
@@ -69,66 +58,55 @@ void PyKernel::operator()(int worker, std::size_t, const Entry& entry) const {
   call(worker, args.data() + 1, values + 1);
 }
 
-void PySequence::fail() const {
-  py::error_already_set error;
-  map_->record_failure(error);
-  throw error;
+void PyKernel::pasha_prepare_results(pasha::Context&) const {
+  for (auto hook = python_hooks_.rbegin(); hook != python_hooks_.rend(); ++hook) (*hook)->after_success();
 }
 
 py::object PyShares::iterate_share(std::size_t share) const {
-  try {
-    return functor_.attr("iterate")(shares_[share]);
-  } catch (const py::error_already_set& error) {
-    map_->record_failure(error);
-    throw;
-  }
-}
-
-void PyShares::fail() const {
-  py::error_already_set error;
-  map_->record_failure(error);
-  throw error;
+  PyObject* iterable = PyObject_CallMethod(functor_.ptr(), "iterate", "O", shares_[share].ptr());
+  if (iterable == nullptr) map_->fail();
+  const auto owned = py::reinterpret_steal<py::object>(iterable);
+  PyObject* iterator = PyObject_GetIter(owned.ptr());
+  if (iterator == nullptr) map_->fail();
+  return py::reinterpret_steal<py::object>(iterator);
 }
 
 void PyShares::not_a_tuple(const py::object& entry) const {
   PyErr_Format(PyExc_TypeError, "pasha: %R.iterate(share) must yield tuples (index, value, ...), not %R",
                functor_.ptr(), entry.ptr());
-  fail();
+  map_->fail();
 }
 
-py::object PyHooks::run_stage(const char* stage, py::object function, const py::object* worker_id) const {
-  try {
-    for (const py::handle hook : hooks_) {
-      py::object result = worker_id != nullptr ? hook.attr(stage)(map_.context(), function, *worker_id)
-                                               : hook.attr(stage)(map_.context(), function);
-      if (!PyCallable_Check(result.ptr())) {
-        PyErr_Format(PyExc_TypeError,
-                     "pasha: %R.%s returned %R, not a function: a MapHook returns the function it was given "
-                     "(or one to use instead)",
-                     hook.ptr(), stage, result.ptr());
-        throw py::error_already_set();
-      }
-      function = std::move(result);
-    }
-    return function;
-  } catch (const py::error_already_set& error) {
-    map_.record_failure(error);
-    throw;
+py::object PyHook::run_stage(const char* stage, const py::object& function, const py::object* worker_id) const {
+  PyObject* result = worker_id != nullptr
+                         ? PyObject_CallMethod(hook_.ptr(), stage, "OOO", map_.context().ptr(), function.ptr(),
+                                               worker_id->ptr())
+                         : PyObject_CallMethod(hook_.ptr(), stage, "OO", map_.context().ptr(), function.ptr());
+  if (result == nullptr) map_.fail();
+  auto returned = py::reinterpret_steal<py::object>(result);
+  if (!PyCallable_Check(returned.ptr())) {
+    PyErr_Format(PyExc_TypeError,
+                 "pasha: %R.%s returned %R, not a function: a MapHook returns the function it was given "
+                 "(or one to use instead)",
+                 hook_.ptr(), stage, returned.ptr());
+    map_.fail();
   }
+  return returned;
 }
 
-void PyHooks::pre_map(pasha::Context&) {
+void PyHook::pre_map(pasha::Context&) {
   py::gil_scoped_acquire gil;
   map_.function() = run_stage("pre_map", map_.function(), nullptr);
 }
 
-void PyHooks::pre_worker(pasha::Context&, int worker_id) {
+void PyHook::pre_worker(pasha::Context&, int worker_id) {
   py::gil_scoped_acquire gil;
   const py::object id = py::int_(worker_id);
-  map_.worker_function(worker_id) = run_stage("pre_worker", map_.function(), &id);
+  py::object& function = map_.worker_function(worker_id);
+  function = run_stage("pre_worker", function ? function : map_.function(), &id);
 }
 
-void PyHooks::post_worker(pasha::Context&, int worker_id) {
+void PyHook::post_worker(pasha::Context&, int worker_id) {
   if (map_.worker_failed(worker_id)) return;
   py::gil_scoped_acquire gil;
   const py::object id = py::int_(worker_id);
@@ -136,13 +114,9 @@ void PyHooks::post_worker(pasha::Context&, int worker_id) {
   function = run_stage("post_worker", function ? function : map_.function(), &id);
 }
 
-void PyHooks::after_success() {
+void PyHook::after_success() {
   py::gil_scoped_acquire gil;
   map_.function() = run_stage("post_map", map_.function(), nullptr);
-}
-
-void PyKernel::pasha_prepare_results(pasha::Context&) const {
-  if (python_hooks_ != nullptr) python_hooks_->after_success();
 }
 
 void WorkerOutput::post_worker(pasha::Context&, int) {

@@ -20,13 +20,12 @@
 #include <vector>
 
 #include "pasha/pasha.h"
-#include "python/src/error_area.h"
 
 namespace pasha::python {
 
 namespace py = pybind11;
 
-class PyHooks;
+class PyHook;
 
 // pybind11's gil_scoped_release, with a destructor that may throw: when the interpreter is finalising,
 // a daemon thread taking the GIL back is ended with pthread_exit, whose unwinding must be let through
@@ -48,10 +47,10 @@ inline py::object traceback_of(const py::error_already_set& error) {
 }
 
 // What one map shares: the Python context its hooks are given, the kernel as the hooks have changed it
-// (for the whole map, and per worker), and where worker processes leave their failures.
+// (for the whole map, and per worker), which workers failed, and the caller's process.
 class PyMap {
  public:
-  PyMap(py::object context, py::object kernel, int num_workers, ErrorArea* errors);
+  PyMap(py::object context, py::object kernel, int num_workers);
 
   const py::object& context() const noexcept { return context_; }
   // The function worker `worker` calls: the one its pre_worker hooks left, or the map's.
@@ -62,13 +61,13 @@ class PyMap {
   py::object& worker_function(int worker) { return worker_functions_[slot(worker)]; }
   py::object& function() noexcept { return function_; }
 
-  // Records that a Python exception is being raised in the calling worker (its post_worker hooks
-  // then do not run) and, in a worker process (not the caller's), what it was, so that the caller
-  // can raise it as it was. Call with the GIL held.
-  void record_failure(const py::error_already_set& error) const;
+  // The Python exception that is set (PyErr_Occurred) as the calling worker's failure: marks the worker
+  // failed (its post_worker hooks then do not run) and throws it, as itself (py::error_already_set) in
+  // the caller's process, or, in a worker process, as a pasha::ErrorWithPayload carrying what the
+  // caller needs to raise it again (pasha._errors.capture), the one way the engine carries a worker
+  // process's failure. Call with the GIL held.
+  [[noreturn]] void fail() const;
   bool worker_failed(int worker) const noexcept { return worker_failed_[slot(worker)] != 0; }
-  // The failure worker `worker` recorded in this map, if any: what record_failure wrote.
-  py::object recorded_failure(int worker) const;
 
   pid_t caller() const noexcept { return caller_; }
 
@@ -84,14 +83,13 @@ class PyMap {
   py::object function_;
   std::vector<py::object> worker_functions_;
   mutable std::vector<char> worker_failed_;
-  ErrorArea* errors_;
-  std::uint64_t generation_;
   pid_t caller_;
 };
 
 // The kernel as the engine calls it: function(worker_id, index, value) for the items of a sequence,
-// function(worker_id, *entry) for the entries a Python functor's iterate yields. Brings the Python
-// hooks of the map (pasha_add_map_hooks).
+// function(worker_id, *entry) for the entries a Python functor's iterate yields. Brings the hooks of
+// the map (pasha_add_map_hooks): the worker-output flush first, then one PyHook per Python hook, in the
+// order they were attached, which the core runs in its order (pasha/core/hooks.h).
 class PyKernel {
  public:
   static constexpr bool pasha_kernel_is_generic = false;
@@ -101,8 +99,8 @@ class PyKernel {
     py::handle tuple;
   };
 
-  PyKernel(PyMap& map, std::vector<pasha::MapHook*> hooks, PyHooks* python_hooks)
-      : map_(&map), hooks_(std::move(hooks)), python_hooks_(python_hooks) {}
+  PyKernel(PyMap& map, std::vector<pasha::MapHook*> hooks, std::vector<PyHook*> python_hooks)
+      : map_(&map), hooks_(std::move(hooks)), python_hooks_(std::move(python_hooks)) {}
 
   // Called with the GIL held (by the functor that walks the collection).
   void operator()(int worker, std::size_t index, py::handle value) const;
@@ -111,7 +109,8 @@ class PyKernel {
   void pasha_add_map_hooks(pasha::MapHookList& list) const {
     for (pasha::MapHook* hook : hooks_) list.add(hook);
   }
-  // Once the map has succeeded: the Python hooks' post_map stage.
+  // Once the map has succeeded: the Python hooks' post_map stage, last-attached first (the core's order
+  // for post_* calls).
   void pasha_prepare_results(pasha::Context&) const;
   void pasha_commit_results() const noexcept {}
 
@@ -121,7 +120,7 @@ class PyKernel {
 
   PyMap* map_;
   std::vector<pasha::MapHook*> hooks_;
-  PyHooks* python_hooks_;
+  std::vector<PyHook*> python_hooks_;
 };
 
 // A Python sequence's items by index, sequence[i] for i in [0, length): an indexed functor, so the
@@ -142,21 +141,19 @@ class PySequence {
     py::gil_scoped_acquire gil;
     for (std::size_t i = share.begin; i < share.end; ++i) {
       const auto item = py::reinterpret_steal<py::object>(PySequence_GetItem(sequence_.ptr(), static_cast<Py_ssize_t>(i)));
-      if (!item) fail();
+      if (!item) map_->fail();
       if (!visit(i, py::handle(item))) return;
     }
   }
 
  private:
-  [[noreturn]] void fail() const;
-
   py::object sequence_;
   std::size_t length_;
   const PyMap* map_;
 };
 
-// A Python functor's shares (from its split, in the caller) and what its iterate(share) yields in the
-// worker that takes each share. Not indexed: shares beyond one per worker are handed out to free
+// A Python functor's shares (from its split, in the caller: a user's Functor subclass splits as it
+// likes, EXtra-pasha's API) and what its iterate(share) yields in the worker that takes each share. Not indexed: shares beyond one per worker are handed out to free
 // workers, and a failure stops the others at their next element.
 class PyShares {
  public:
@@ -172,12 +169,11 @@ class PyShares {
   template <class Visit>
   void iterate(std::size_t share, Visit&& visit) const {
     py::gil_scoped_acquire gil;
-    const py::object entries = py::reinterpret_steal<py::object>(PyObject_GetIter(iterate_share(share).ptr()));
-    if (!entries) fail();
+    const py::object entries = iterate_share(share);
     for (std::size_t position = 0;; ++position) {
       const auto entry = py::reinterpret_steal<py::object>(PyIter_Next(entries.ptr()));
       if (!entry) {
-        if (PyErr_Occurred() != nullptr) fail();
+        if (PyErr_Occurred() != nullptr) map_->fail();
         return;
       }
       if (!PyTuple_Check(entry.ptr())) not_a_tuple(entry);
@@ -186,8 +182,8 @@ class PyShares {
   }
 
  private:
+  // An iterator over functor.iterate(shares_[share]).
   py::object iterate_share(std::size_t share) const;
-  [[noreturn]] void fail() const;
   [[noreturn]] void not_a_tuple(const py::object& entry) const;
 
   py::object functor_;
@@ -195,14 +191,15 @@ class PyShares {
   const PyMap* map_;
 };
 
-// The Python MapHooks of a map (EXtra-pasha's pasha.util.MapHook: pre_map(context, function) ->
-// function, ...), run as EXtra-pasha runs them: each stage calls the hooks in the order they were
-// attached, each given the function the one before returned; pre_worker and post_worker in the
-// worker itself; and a post stage only when what it follows succeeded (a worker's post_worker when
-// its share did, post_map when the map did, once its workers have all finished).
-class PyHooks final : public pasha::MapHook {
+// One Python MapHook (EXtra-pasha's pasha.util.MapHook: pre_map(context, function) -> function, ...) of
+// a map, as a C++ hook. The core calls a map's hooks in its one order (pasha/core/hooks.h: pre_* in the
+// order the hooks were attached, post_* last-attached first); each stage is given the function the call
+// before it left and returns the one to go on with. pre_worker and post_worker run in the worker itself.
+// A Python post stage runs only when what it follows succeeded (EXtra-pasha's rule): post_worker when
+// the worker's hooks and share did, post_map (PyKernel::pasha_prepare_results) when the map did.
+class PyHook final : public pasha::MapHook {
  public:
-  PyHooks(PyMap& map, py::list hooks) : map_(map), hooks_(std::move(hooks)) {}
+  PyHook(PyMap& map, py::object hook) : map_(map), hook_(std::move(hook)) {}
   void pre_map(pasha::Context&) override;
   void pre_worker(pasha::Context&, int worker_id) override;
   void post_worker(pasha::Context&, int worker_id) override;
@@ -210,15 +207,15 @@ class PyHooks final : public pasha::MapHook {
   void after_success();
 
  private:
-  // hook.<stage>(context, function[, worker_id]) for every hook, in order; the last function.
-  py::object run_stage(const char* stage, py::object function, const py::object* worker_id) const;
+  // hook.<stage>(context, function[, worker_id]): the function to go on with.
+  py::object run_stage(const char* stage, const py::object& function, const py::object* worker_id) const;
 
   PyMap& map_;
-  py::list hooks_;
+  py::object hook_;
 };
 
 // The hook every Python map has first: in a worker process, what the worker's Python code printed
-// (sys.stdout, sys.stderr) is flushed once its share is over, after every other hook.
+// (sys.stdout, sys.stderr) is flushed once its share is over, after every other hook's post_worker.
 class WorkerOutput final : public pasha::MapHook {
  public:
   explicit WorkerOutput(const PyMap& map) : map_(map) {}

@@ -108,9 +108,8 @@ void register_format_error(py::module_& module) {
 
 void raise_format_error(const xfel::FormatError& error, const PyMap* map) {
   PyErr_SetString(format_error_type, error.what());
-  py::error_already_set raised;
-  if (map != nullptr) map->record_failure(raised);
-  throw raised;
+  if (map != nullptr) map->fail();
+  throw py::error_already_set();
 }
 
 py::object rows_to_python(AnyRows&& rows, bool squeeze_one) {
@@ -296,8 +295,7 @@ py::tuple XfelRun::train(std::size_t index) const {
 
 // --- Maps and bindings --------------------------------------------------------------------------
 
-void map_xfel(Engine& engine, const py::object& kernel, const py::object& target, const MapRequest& request) {
-  PyMap map(request.context, kernel, engine.num_workers(), engine.errors());
+void map_xfel(Engine& engine, PyMap& map, const py::object& target, const MapRequest& request) {
   if (py::isinstance<XfelKey>(target)) {
     std::visit(
         [&](const auto& data) {

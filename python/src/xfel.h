@@ -196,8 +196,8 @@ class PyTrains {
 
 class Engine;
 struct MapRequest;
-// Maps `kernel` over `target` (an XfelKey, XfelSource or XfelRun) on `engine`.
-void map_xfel(Engine& engine, const py::object& kernel, const py::object& target, const MapRequest& request);
+// Runs `map` over `target` (an XfelKey, XfelSource or XfelRun) on `engine` (for Engine::map).
+void map_xfel(Engine& engine, PyMap& map, const py::object& target, const MapRequest& request);
 // Adds the XFEL classes and functions (XfelRun, XfelKey, XfelSource, FormatError, lsxfel, ...) to
 // the extension module.
 void bind_xfel(py::module_& module);

@@ -3,12 +3,13 @@ lives and how long, in every context."""
 
 import gc
 import os
-import weakref
 
 import numpy as np
 import pytest
 
 import pasha as psh
+
+from conftest import mapped_bytes
 
 
 @pytest.mark.parametrize('shape_in, shape_out', [(3, (3,)), ((3, 2), (3, 2)), ([4, 0, 2], (4, 0, 2)),
@@ -153,9 +154,17 @@ def test_arrays_allocated_before_a_fork_of_the_users_stay_shared_with_the_child(
     assert array[2] == 5.0
 
 
-def test_arrays_are_not_kept_by_pasha_once_python_lets_go(any_ctx):
-    array = any_ctx.alloc(10)
-    ref = weakref.ref(array) if hasattr(array, '__weakref__') else None
+def test_memory_lives_as_long_as_any_view_and_goes_with_the_last(any_ctx):
+    # Large enough to be a mapping of its own in every context: whether its memory is still there
+    # shows in /proc/self/maps (once it is gone, other mappings may take some of its addresses).
+    size = 64 << 20
+    array = any_ctx.alloc(size, np.uint8)
+    address = array.__array_interface__['data'][0]
+    view = array[1 << 20:2 << 20]
     del array
     gc.collect()
-    assert ref is None or ref() is None
+    assert mapped_bytes(address, size) == size, 'the memory went while a view of it lived'
+    view[...] = 1
+    del view
+    gc.collect()
+    assert mapped_bytes(address, size) < size, 'pasha kept the memory once Python let go of every view'

@@ -201,3 +201,138 @@ def test_module_level_names_and_a_custom_context_using_run_worker():
     Inline().map(kernel, [1, 2, 3, 4, 5, 6])
     np.testing.assert_array_equal(out, [2, 4, 6, 8, 10, 12])
     assert inits == [0, 1]
+
+
+class Journal(MapHook):
+    """Writes (stage, hook number) into a shared journal as each stage runs: one log for the caller's
+    stages and one per worker, in the order the calls happened."""
+
+    PRE_MAP, PRE_WORKER, POST_WORKER, POST_MAP = 1, 2, 3, 4
+
+    def __init__(self, number, journal):
+        self.number = number
+        self.journal = journal  # (num_workers + 1, slots, 2): row 0 the caller, row 1 + w worker w
+
+    def write(self, row, stage):
+        log = self.journal[row]
+        slot = int((log[:, 0] != 0).sum())
+        log[slot] = (stage, self.number)
+
+    def pre_map(self, context, function):
+        self.write(0, self.PRE_MAP)
+        return function
+
+    def pre_worker(self, context, function, worker_id):
+        self.write(1 + worker_id, self.PRE_WORKER)
+        return function
+
+    def post_worker(self, context, function, worker_id):
+        self.write(1 + worker_id, self.POST_WORKER)
+        return function
+
+    def post_map(self, context, function):
+        self.write(0, self.POST_MAP)
+        return function
+
+
+def journal_of(ctx, hooks):
+    return ctx.alloc((ctx.num_workers + 1, 4 * hooks, 2), np.int64, fill=0)
+
+
+def entries(log):
+    return [tuple(int(v) for v in entry) for entry in log if entry[0] != 0]
+
+
+@pytest.mark.parametrize('count', [2, 3])
+def test_several_hooks_run_pre_stages_in_the_order_attached_and_post_stages_last_attached_first(ctx, count):
+    def kernel(worker_id, index, value):
+        pass
+
+    journal = journal_of(ctx, count)
+    for number in range(1, count + 1):
+        Journal(number, journal)(kernel)
+    ctx.map(kernel, range(ctx.num_workers))
+    order = list(range(1, count + 1))
+    assert entries(journal[0]) == ([(Journal.PRE_MAP, n) for n in order] +
+                                   [(Journal.POST_MAP, n) for n in reversed(order)])
+    for worker in range(ctx.num_workers):
+        assert entries(journal[1 + worker]) == ([(Journal.PRE_WORKER, n) for n in order] +
+                                                [(Journal.POST_WORKER, n) for n in reversed(order)]), worker
+
+
+@pytest.mark.parametrize('count', [2, 3])
+def test_each_stage_is_given_the_function_the_call_before_it_returned(any_ctx, count):
+    seen = any_ctx.alloc((4, count), np.int64, fill=0)  # per stage, the generation each hook was given
+
+    def kernel(worker_id, index, value):
+        pass
+
+    class Wrapping(MapHook):
+        def __init__(self, number):
+            self.number = number
+
+        def step(self, row, function):
+            seen[row, self.number] = getattr(function, 'generation', 0)
+
+            def wrapped(*args):
+                return function(*args)
+            wrapped.generation = getattr(function, 'generation', 0) + 1
+            wrapped._pasha_hooks_ = function._pasha_hooks_
+            return wrapped
+
+        def pre_map(self, context, function):
+            return self.step(0, function)
+
+        def pre_worker(self, context, function, worker_id):
+            return self.step(1, function) if worker_id == 0 else function
+
+        def post_worker(self, context, function, worker_id):
+            return self.step(2, function) if worker_id == 0 else function
+
+        def post_map(self, context, function):
+            return self.step(3, function)
+
+    for number in range(count):
+        Wrapping(number)(kernel)
+    any_ctx.map(kernel, range(any_ctx.num_workers))
+    assert list(seen[0]) == list(range(count)), 'pre_map: each hook gets the one before it'
+    assert list(seen[1]) == list(range(count, 2 * count)), 'pre_worker starts from what pre_map left'
+    assert list(seen[2]) == list(reversed(range(2 * count, 3 * count))), 'post_worker, last attached first'
+    assert list(seen[3]) == list(reversed(range(count, 2 * count))), 'post_map starts from the map function'
+
+
+@pytest.mark.parametrize('failing_stage', ['pre_map', 'pre_worker', 'kernel'])
+def test_a_post_stage_runs_only_when_what_it_follows_succeeded(any_ctx, failing_stage):
+    def kernel(worker_id, index, value):
+        if failing_stage == 'kernel' and worker_id == 0:
+            raise KeyError('kernel')
+
+    journal = journal_of(any_ctx, 3)
+
+    class Failing(Journal):
+        def pre_map(self, context, function):
+            super().pre_map(context, function)
+            if failing_stage == 'pre_map':
+                raise KeyError('pre_map')
+            return function
+
+        def pre_worker(self, context, function, worker_id):
+            super().pre_worker(context, function, worker_id)
+            if failing_stage == 'pre_worker' and worker_id == 0:
+                raise KeyError('pre_worker')
+            return function
+
+    Journal(1, journal)(kernel)
+    Failing(2, journal)(kernel)
+    Journal(3, journal)(kernel)
+    with pytest.raises(KeyError, match=failing_stage):
+        any_ctx.map(kernel, range(any_ctx.num_workers))
+    caller, worker_0 = entries(journal[0]), entries(journal[1])
+    assert (Journal.POST_MAP, 1) not in caller and (Journal.POST_MAP, 2) not in caller, 'post_map after a failure'
+    if failing_stage == 'pre_map':
+        assert caller == [(Journal.PRE_MAP, 1), (Journal.PRE_MAP, 2)], 'the hooks after a failed pre_map ran'
+        assert all(not entries(journal[1 + w]) for w in range(any_ctx.num_workers)), 'a worker ran'
+    elif failing_stage == 'pre_worker':
+        assert worker_0 == [(Journal.PRE_WORKER, 1), (Journal.PRE_WORKER, 2)], worker_0
+    else:
+        assert worker_0 == [(Journal.PRE_WORKER, n) for n in (1, 2, 3)], 'post_worker of a failed share'

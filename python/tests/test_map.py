@@ -2,7 +2,9 @@
 range, results written in place; the collections EXtra-pasha's users map over."""
 
 import os
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -240,15 +242,40 @@ def test_thread_workers_run_python_in_threads_of_this_process(any_ctx):
 
 
 def test_numpy_releases_the_gil_so_thread_workers_overlap():
+    # Worker 1 runs Python (a counter, giving the GIL up at each step) while worker 0 sorts. With the
+    # switch interval made long, no thread is preempted: worker 1 counts during a sort only if worker
+    # 0 let the GIL go for it, as a Python thread running numpy does.
     ctx = psh.ThreadContext(2)
-    big = np.random.rand(2, 2_000_000)
-    out = ctx.alloc(2, fill=0)
+    rows = np.random.rand(2, 2_000_000)
+    counter = ctx.alloc(1, np.int64, fill=0)
+    counted_during_sorts = ctx.alloc(1, np.int64, fill=0)
+    done = ctx.alloc(1, np.int64, fill=0)
 
     def kernel(worker_id, index, row):
-        out[index] = np.sort(row)[-1]  # numpy without the GIL
+        if index == 1:
+            while not done[0]:
+                counter[0] += 1
+                time.sleep(0)  # gives the GIL up
+            return
+        deadline = time.monotonic() + 60
+        while counter[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        for _ in range(20):
+            before = counter[0]
+            np.sort(row)  # numpy without the GIL
+            counted_during_sorts[0] += counter[0] - before
+            if counted_during_sorts[0]:
+                break
+        done[0] = 1
 
-    ctx.map(kernel, big)
-    np.testing.assert_array_equal(out, big.max(axis=1))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30)
+    try:
+        ctx.map(kernel, rows)
+    finally:
+        sys.setswitchinterval(interval)
+    assert counter[0] > 0, 'worker 1 never ran'
+    assert counted_during_sorts[0] > 0, 'worker 1 ran no Python while worker 0 was inside numpy'
 
 
 def test_progress_reports_on_stderr(capfd):
@@ -274,5 +301,5 @@ def test_bad_map_arguments_are_value_or_type_errors_naming_them(any_ctx):
         psh.ThreadContext(0)
     with pytest.raises(TypeError, match='num_workers'):
         psh.ProcessContext('4')
-    with pytest.raises(ValueError, match="'wherever'"):
+    with pytest.raises(ValueError, match='binding policy "wherever"'):
         psh.ProcessContext(2, binding='wherever')

@@ -16,7 +16,7 @@ import pasha as psh
 from pasha import xfel
 from pasha.xfel import H5File, RunDirectory, by_id, by_index
 
-from conftest import ONE_OF_EACH, write_run
+from conftest import ONE_OF_EACH, mapping_at, write_run
 
 CAMERA = 'FXE_XAD_GEC/CAM/CAMERA:daqOutput'
 CAMERA_CONTROL = 'FXE_XAD_GEC/CAM/CAMERA'
@@ -272,6 +272,7 @@ def test_every_train_is_visited_even_those_no_file_holds(any_ctx, tmp_path):
 def test_large_rows_come_mapped_and_may_be_kept_past_the_kernel_call(big_run_dir):
     kd = RunDirectory(big_run_dir)[CAMERA, 'data.image.pixels']
     expected = h5py_rows(big_run_dir, CAMERA, 'data', 'data.image.pixels')
+    camera_files = {os.path.realpath(path) for path in glob.glob(os.path.join(big_run_dir, '*.h5'))}
     for ctx in (psh.SerialContext(), psh.ThreadContext(2)):
         kept = {}
 
@@ -282,6 +283,9 @@ def test_large_rows_come_mapped_and_may_be_kept_past_the_kernel_call(big_run_dir
 
         ctx.map(keep, kd)
         assert kept
+        for data in kept.values():
+            where = mapping_at(data.__array_interface__['data'][0])
+            assert where is not None and os.path.realpath(where) in camera_files, f'rows not mapped from the file: {where!r}'
         for tid, data in kept.items():
             assert (data == 7).all()
     for tid, data in kd.trains(keep_dims=True):
