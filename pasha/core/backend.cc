@@ -1,7 +1,11 @@
 #include "pasha/core/backend.h"
 
 #include <cxxabi.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -52,6 +56,33 @@ void copy_truncated(char* destination, std::size_t capacity, std::string_view te
 }
 
 std::string_view text_of(const char* field, std::size_t capacity) noexcept { return {field, strnlen(field, capacity)}; }
+
+// Arrays from this size on get a private mapping of their own (allocate_heap): returned to the system
+// when they go (malloc keeps freed blocks of this size in its heap once its mmap threshold has risen),
+// on 2 MiB boundaries, with transparent huge pages asked for where the kernel gives them on request
+// (/sys/kernel/mm/transparent_hugepage/enabled "madvise" or "always"). Fresh mappings read as zeros.
+constexpr std::size_t kMappedHeapBytes = std::size_t{1} << 20;
+constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+
+std::shared_ptr<void> allocate_mapped(std::size_t bytes) {
+  const std::size_t length = bytes + kHugePageBytes;  // room to start on a 2 MiB boundary
+  if (length < bytes) throw AllocationError("pasha: cannot allocate " + std::to_string(bytes) + " bytes: too large");
+  void* mapping = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapping == MAP_FAILED) {
+    throw AllocationError("pasha: cannot allocate " + std::to_string(bytes) + " bytes: " + std::strerror(errno));
+  }
+  const auto base = reinterpret_cast<std::uintptr_t>(mapping);
+  const std::uintptr_t start = (base + kHugePageBytes - 1) & ~(std::uintptr_t{kHugePageBytes} - 1);
+  // The unused head and tail go back at once; the array's own pages stay one mapping.
+  const std::size_t head = start - base;
+  static const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const std::size_t used = (bytes + page - 1) & ~(page - 1);
+  if (head > 0) munmap(mapping, head);
+  if (length - head > used) munmap(reinterpret_cast<void*>(start + used), length - head - used);
+  void* memory = reinterpret_cast<void*>(start);
+  if (bytes >= kHugePageBytes) madvise(memory, used, MADV_HUGEPAGE);  // advice: refused where THP is "never"
+  return std::shared_ptr<void>(memory, [used](void* p) { munmap(p, used); });
+}
 
 }  // namespace
 
@@ -154,6 +185,7 @@ void ErrorRecord::throw_worker_error(int worker_id) const {
 }
 
 std::shared_ptr<void> allocate_heap(std::size_t bytes, std::size_t alignment) {
+  if (bytes >= kMappedHeapBytes && alignment <= kHugePageBytes) return allocate_mapped(bytes);
   void* memory = nullptr;
   // posix_memalign, not operator new: a failure is reported to us (under AddressSanitizer too)
   // instead of ending the process.

@@ -165,8 +165,11 @@ struct ErrorRecord {
 static_assert(std::is_trivially_copyable_v<ErrorRecord> && sizeof(ErrorRecord) == (std::size_t{64} << 10));
 
 // `bytes` of heap memory aligned to `alignment` (a power of two), freed when the last copy of the
-// pointer goes: the memory of contexts whose workers share the caller's address space. Throws
-// pasha::AllocationError naming the size when the memory cannot be had (also under AddressSanitizer).
+// pointer goes: the memory of contexts whose workers share the caller's address space. Arrays of 1 MiB
+// and more are private mappings of their own: given back to the system when they go, starting on a
+// 2 MiB boundary, with transparent huge pages asked for (madvise) from 2 MiB on, and reading as zeros
+// until written. Throws pasha::AllocationError naming the size when the memory cannot be had (also
+// under AddressSanitizer).
 std::shared_ptr<void> allocate_heap(std::size_t bytes, std::size_t alignment);
 
 }  // namespace pasha::backend

@@ -45,36 +45,55 @@ def _type_name(exc_type: type) -> str:
 
 def capture(exc: BaseException, max_bytes: int, tb: Any = None) -> bytes:
     """In a worker process: what the caller needs to raise `exc` (raised with traceback `tb`)
-    again, at most `max_bytes`."""
+    again, its chain (``__cause__``, ``__context__``) included, at most `max_bytes`."""
     if tb is not None:
         exc.with_traceback(tb)
+    info = _describe(exc, _MAX_CHAIN)
+    info['traceback'] = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    data = pickle.dumps(info)
+    while len(data) > max_bytes:
+        _shrink(info)
+        data = pickle.dumps(info)
+    return data
+
+
+# How many links of an exception's chain (causes and contexts) travel from a worker process.
+_MAX_CHAIN = 8
+
+
+def _describe(exc: BaseException, links: int) -> dict:
+    """`exc` as the caller rebuilds it: its type, message, pickles where they can be made, and the
+    exceptions it was raised from (``__cause__``) or while handling (``__context__``)."""
     exc_type = type(exc)
-    info = {
-        'module': exc_type.__module__,
-        'qualname': exc_type.__qualname__,
-        'message': _message(exc),
-        'traceback': ''.join(traceback.format_exception(exc_type, exc, exc.__traceback__)),
-    }
+    info: dict = {'module': exc_type.__module__, 'qualname': exc_type.__qualname__, 'message': _message(exc),
+                  'suppress_context': exc.__suppress_context__}
     for key, value in (('args', exc.args), ('state', getattr(exc, '__dict__', {})), ('exception', exc)):
         try:
             info[key] = pickle.dumps(value)
         except Exception:  # not picklable: the caller makes do with less
             pass
-    data = pickle.dumps(info)
-    while len(data) > max_bytes:
-        if 'exception' in info:
-            del info['exception']
-        elif 'state' in info:
-            del info['state']
-        elif 'args' in info:
-            del info['args']
-        elif len(info['traceback']) > 1000:
-            info['traceback'] = '...\n' + info['traceback'][-len(info['traceback']) // 2:]
-        else:
-            info['message'] = info['message'][:max(0, len(info['message']) // 2)]
-            info['traceback'] = ''
-        data = pickle.dumps(info)
-    return data
+    if links > 0:
+        for key, linked in (('cause', exc.__cause__), ('context', exc.__context__)):
+            if linked is not None and linked is not exc:
+                info[key] = _describe(linked, links - 1)
+    return info
+
+
+def _shrink(info: dict) -> None:
+    """Makes `info` smaller: the chain first, then pickles, then texts."""
+    for key in ('context', 'cause'):
+        if key in info:
+            del info[key]
+            return
+    for key in ('exception', 'state', 'args'):
+        if key in info:
+            del info[key]
+            return
+    if len(info['traceback']) > 1000:
+        info['traceback'] = '...\n' + info['traceback'][-len(info['traceback']) // 2:]
+    else:
+        info['message'] = info['message'][:max(0, len(info['message']) // 2)]
+        info['traceback'] = ''
 
 
 def _message(exc: BaseException) -> str:
@@ -138,6 +157,24 @@ def rebuild(payload: Optional[bytes], worker_id: int, where: str, type_name: str
 
 
 def _from_info(info: dict) -> Optional[BaseException]:
+    exc = _exception_of(info)
+    if exc is None:
+        return None
+    for key, attribute in (('cause', '__cause__'), ('context', '__context__')):
+        if key in info:
+            linked = _from_info(info[key])
+            if linked is None:
+                name = f"{info[key]['module']}.{info[key]['qualname']}"
+                linked = WorkerError(f'{name}: {info[key]["message"]}', None, name)
+            try:
+                setattr(exc, attribute, linked)
+            except Exception:
+                pass
+    exc.__suppress_context__ = info.get('suppress_context', exc.__suppress_context__)
+    return exc
+
+
+def _exception_of(info: dict) -> Optional[BaseException]:
     if 'exception' in info:
         try:
             exc = pickle.loads(info['exception'])

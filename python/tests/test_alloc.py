@@ -168,3 +168,21 @@ def test_memory_lives_as_long_as_any_view_and_goes_with_the_last(any_ctx):
     del view
     gc.collect()
     assert mapped_bytes(address, size) < size, 'pasha kept the memory once Python let go of every view'
+
+
+def resident_bytes():
+    with open('/proc/self/statm') as statm:
+        return int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def test_large_arrays_go_back_to_the_system_when_they_die(any_ctx):
+    # As a script does: a few large arrays alive at a time, each written, then dropped.
+    before = resident_bytes()
+    alive = []
+    for _ in range(320):
+        alive.append(any_ctx.alloc(1 << 20, np.float64, fill=0))
+        if len(alive) == 16:
+            alive = []
+    alive = []
+    gc.collect()
+    assert resident_bytes() - before < 48 << 20, 'freed arrays stayed resident'

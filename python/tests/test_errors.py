@@ -184,3 +184,22 @@ def test_rebuild_falls_back_to_worker_error_for_a_description_it_cannot_read():
     assert len(payload) <= 2000
     assert isinstance(_errors.rebuild(payload, 0, 'processes', '', '', ''), ValueError)
     assert pickle.loads(pickle.dumps(psh.WorkerError('m', 1, 'signal'))).args == ('m',)
+
+
+def test_an_exceptions_chain_reaches_the_caller_with_it(ctx):
+    def kernel(worker_id, index, value):
+        if index == 0:
+            try:
+                {}['missing']
+            except KeyError as key_error:
+                try:
+                    raise ValueError('outer') from key_error
+                except ValueError:
+                    raise RuntimeError('while handling')
+
+    with pytest.raises(RuntimeError, match='while handling') as caught:
+        ctx.map(kernel, range(4))
+    context = caught.value.__context__
+    assert isinstance(context, ValueError) and str(context) == 'outer'
+    assert isinstance(context.__cause__, KeyError) and context.__cause__.args == ('missing',)
+    assert context.__suppress_context__, 'raise ... from: the cause is shown, not the context'
