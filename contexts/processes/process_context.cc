@@ -107,7 +107,10 @@ void ProcessContext::launch(backend::Job& job) {
   processes::Supervisor supervisor(launch);
   supervisor.start();
   if (const std::optional<int> failed = supervisor.supervise()) supervisor.reap_all_and_throw(*failed);
+  // Every worker has exited, and is reaped, before map returns: none still holds a file, a lock or a
+  // socket the caller had when it forked.
   exiting_ = supervisor.release_exiting();
+  reap_exiting_workers();
 }
 
 }  // namespace pasha

@@ -29,12 +29,10 @@ enum class ForkMode {
 // a worker runs its share between its pre_worker and post_worker hooks and leaves with _exit (no
 // atexit handlers, no static destructors).
 //
-// When map returns: map returns once every worker has recorded its share done (or failed, or has
-// died); every write a worker made to the context's arrays is then visible, and what workers printed
-// to stdout and stderr has been written. Worker processes may still be exiting (unmapping a large
-// address space takes a while); they are reaped at the start of the next map, by
-// wait_for_exited_workers(), or by the destructor, and a failed map reaps all its workers before it
-// throws. Until then each holds a pidfd of the caller's. Workers that finish before every worker of
+// When map returns: every worker has recorded its share done (or failed, or has died), has exited and
+// has been reaped: every write a worker made to the context's arrays is visible, what workers printed
+// to stdout and stderr has been written, and no worker process is left holding anything it inherited
+// from the caller (files and their locks, sockets, pipes). Workers that finish before every worker of
 // the map has started wait until then to exit, so that their exit does not compete with the forks.
 //
 // Memory: arrays are anonymous shared mappings (nothing under /dev/shm, nothing outlives the
@@ -94,8 +92,7 @@ enum class ForkMode {
 //
 // A user's own waitpid(-1) (or a SIGCHLD handler that reaps every child) may take the exit status of
 // a worker that died before pasha saw it: its WorkerError then says so, without the signal. Reap only
-// your own children (waitpid(pid), pidfds), or call wait_for_exited_workers() before a waitpid(-1) and
-// do not reap while a map runs.
+// your own children (waitpid(pid), pidfds), and do not reap while a map runs.
 class ProcessContext final : public BoundContext {
  public:
   // One worker per physical core this process may run on.
@@ -107,11 +104,10 @@ class ProcessContext final : public BoundContext {
   std::string name() const override { return "processes"; }
   ForkMode fork_mode() const noexcept { return fork_mode_; }
 
-  // Waits until the worker processes of earlier maps have exited, and reaps them: afterwards this
-  // context has no child process and holds no pidfd. map does this before it forks, and so does the
-  // destructor; call it when no child of pasha's may be left (before a waitpid(-1) of your own).
-  // Called while another thread maps on this context, it waits for that map to end, then reaps its
-  // workers too. From inside a kernel (a worker has no workers of this context) it does nothing.
+  // Waits for a map running in another thread to end (its workers are reaped before it returns):
+  // afterwards this context has no child process and holds no pidfd. Call it before a waitpid(-1) of
+  // your own while other threads may map. From inside a kernel (a worker has no workers of this
+  // context) it does nothing.
   void wait_for_exited_workers();
 
   // The state a map shares with its workers, and the workers a map left exiting; internal.

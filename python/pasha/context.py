@@ -353,8 +353,8 @@ class ProcessContext(PoolContext):
         super().__init__(_pasha.processes(num_workers, binding, bool(fork_tree)))
 
     def wait_for_exited_workers(self) -> None:
-        """Waits until the worker processes of earlier maps have exited, and reaps them (a map
-        returns as soon as its workers are done; they finish exiting in the background). Call it
-        before a ``os.waitpid(-1, ...)`` of your own."""
+        """Waits for a map another thread runs on this context to end (a map returns once its
+        workers have exited and were reaped): afterwards the context has no child process. Call it
+        before a ``os.waitpid(-1, ...)`` of your own while other threads may map."""
         self._engine.wait_for_exited_workers()
 

@@ -203,3 +203,22 @@ def test_an_exceptions_chain_reaches_the_caller_with_it(ctx):
     assert isinstance(context, ValueError) and str(context) == 'outer'
     assert isinstance(context.__cause__, KeyError) and context.__cause__.args == ('missing',)
     assert context.__suppress_context__, 'raise ... from: the cause is shown, not the context'
+
+
+@pytest.mark.parametrize('use_default_context', [False, True], ids=['ProcessContext', 'default context'])
+def test_a_file_written_with_h5py_can_be_reopened_after_a_process_map(tmp_path, use_default_context):
+    import h5py
+    previous = psh.get_default_context()
+    psh.set_default_context('processes', num_workers=2)
+    ctx = psh if use_default_context else psh.ProcessContext(2)
+    path = tmp_path / 'out.h5'
+    try:
+        for _ in range(10):
+            with h5py.File(path, 'w') as f:  # HDF5 locks the file while it is open
+                f['x'] = np.arange(4)
+                ctx.map(lambda worker_id, index, value: bytearray(32 << 20), range(2))  # slow exits
+            with h5py.File(path, 'r') as f:  # fails if a worker still holds the file it inherited
+                assert list(f['x'][:]) == [0, 1, 2, 3]
+        assert children_of_this_process() == []
+    finally:
+        psh.set_default_context(previous)
