@@ -4,6 +4,8 @@
 #include <linux/sched.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -88,7 +90,18 @@ pid_t clone_sibling() noexcept {
   // it left 0. CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID on glibc's cached tid: as glibc's fork().
   args.flags = CLONE_PARENT | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
   args.child_tid = reinterpret_cast<std::uint64_t>(reinterpret_cast<char*>(pthread_self()) + cached_tid_offset());
-  return static_cast<pid_t>(raw_clone3(&args));
+  const auto pid = static_cast<pid_t>(raw_clone3(&args));
+  if (pid == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);  // before any fork handler runs here (see fork_worker)
+  return pid;
+}
+
+pid_t fork_worker() noexcept {
+  const pid_t pid = fork();
+  // First thing in the child, before the fork handlers: an embedding's (Python's PyOS_AfterFork_Child)
+  // may block for good when the caller's interpreter is exiting, and the worker must die with the
+  // caller's thread all the same.
+  if (pid == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);
+  return pid;
 }
 
 }  // namespace pasha

@@ -46,6 +46,10 @@ bool fork_tree_available() noexcept;
 // set. Only when fork_tree_available().
 pid_t clone_sibling() noexcept;
 
+// fork() for a worker the caller starts itself. Like clone_sibling, the child asks for SIGKILL when its
+// parent thread ends (PR_SET_PDEATHSIG) first thing, before any fork handler runs in it.
+pid_t fork_worker() noexcept;
+
 }  // namespace pasha
 
 #endif  // PASHA_CONTEXTS_PROCESSES_FORK_TREE_H_

@@ -122,7 +122,7 @@ Supervisor::~Supervisor() {
 
 void Supervisor::start() {
   for (int rank : launch_.tree.children(0)) {
-    const pid_t pid = backend::fork_between_handlers([] { return fork(); });
+    const pid_t pid = backend::fork_between_handlers(fork_worker);
     if (pid == 0) worker_process(launch_, rank, false);
     if (pid < 0) {
       launch_.mark_not_started(rank, errno);
@@ -278,7 +278,7 @@ void Supervisor::check_unannounced(int w, Child& child, Clock::time_point now) {
 
 void Supervisor::fail(Child& child, const backend::ErrorRecord& failure) {
   child.finished = true;
-  child.failure = failure;
+  child.failure = std::make_unique<backend::ErrorRecord>(failure);
   first_failure_ = true;
 }
 

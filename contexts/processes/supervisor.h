@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -56,7 +57,7 @@ class Supervisor {
     int status = 0;
     bool killed_by_pasha = false;
     bool finished = false;  // done, failed, never started, or dead
-    std::optional<backend::ErrorRecord> failure;
+    std::unique_ptr<backend::ErrorRecord> failure;  // on the heap: records are 64 KiB, failures rare
     std::optional<Clock::time_point> announce_deadline;
     std::optional<std::uint64_t> cpu_ticks_at_cancel;  // its CPU time when the map was cancelled
   };

@@ -79,8 +79,8 @@ void worker_process(const Launch& launch, int rank, bool cloned) noexcept {
   record.pid.store(getpid(), std::memory_order_release);  // first: found even if our starter dies now
   backend::enter_worker_process(worker_id);
   if (cloned) notify_caller(launch.events, false);
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != launch.caller) _exit(1);  // the caller died before PR_SET_PDEATHSIG took effect
+  // PR_SET_PDEATHSIG was set first thing in this process (fork_worker, clone_sibling).
+  if (getppid() != launch.caller) _exit(1);  // the caller died before it took effect
   if (!cloned) discard_inherited_output();  // clones come from workers that already did
   start_children(launch, rank);
   if (!wait_for_go(launch, record)) _exit(0);

@@ -1,5 +1,6 @@
 #include "contexts/threads/thread_context.h"
 
+#include <cxxabi.h>
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -123,7 +124,12 @@ class ThreadContext::Pool {
     control_ = &control;
     remaining_.store(static_cast<std::uint32_t>(threads_.size()), std::memory_order_relaxed);
     wake_pool();
-    run_share(job, failures, control, 0);
+    try {
+      run_share(job, failures, control, 0);
+    } catch (const abi::__forced_unwind&) {
+      stop_pool_before_leaving(control);
+      throw;
+    }
     wait_for_pool(job, control);
   }
 
@@ -159,6 +165,10 @@ class ThreadContext::Pool {
       if (interruption || remaining_.load(std::memory_order_acquire) == 0) continue;
       try {
         job.check_caller();
+      } catch (const abi::__forced_unwind&) {
+        caller_sleeping_.store(false, std::memory_order_relaxed);
+        stop_pool_before_leaving(control);
+        throw;
       } catch (...) {
         interruption = std::current_exception();
         control.cancelled.store(true, std::memory_order_relaxed);
@@ -166,6 +176,19 @@ class ThreadContext::Pool {
     }
     caller_sleeping_.store(false, std::memory_order_relaxed);
     if (interruption) std::rethrow_exception(interruption);
+  }
+
+  // The caller's thread is being ended (pthread_exit: a Python daemon thread at exit) in the middle of a
+  // launch: the workers are cancelled and waited for, without the caller's check (which may end it
+  // again), so that no pool thread reads the launch once the caller's frames are gone. A pool thread
+  // ended the same way counts as done.
+  void stop_pool_before_leaving(backend::WorkerControl& control) noexcept {
+    control.cancelled.store(true, std::memory_order_relaxed);
+    caller_sleeping_.store(true, std::memory_order_seq_cst);
+    for (std::uint32_t remaining; (remaining = remaining_.load(std::memory_order_seq_cst)) != 0;) {
+      futex_wait(remaining_, remaining, kPoolFutex, std::chrono::nanoseconds(-1));
+    }
+    caller_sleeping_.store(false, std::memory_order_relaxed);
   }
 
   // On failure, the threads already started are stopped again.
@@ -207,14 +230,23 @@ class ThreadContext::Pool {
       seen = wait_for_launch(seen);
       if (stopping_) return;
       if (!bound) bound = plan_.bind_this_thread(worker_id);
-      if (bound || failures_ == nullptr) {
-        run_share(*job_, failures_, *control_, worker_id);
-      } else if (worker_id < job_->num_active_workers()) {
-        failures_->record(worker_id, binding_failure(worker_id), *control_);
+      try {
+        if (bound || failures_ == nullptr) {
+          run_share(*job_, failures_, *control_, worker_id);
+        } else if (worker_id < job_->num_active_workers()) {
+          failures_->record(worker_id, binding_failure(worker_id), *control_);
+        }
+      } catch (const abi::__forced_unwind&) {
+        finish_share();  // this thread is being ended (pthread_exit): it is done with the launch
+        throw;
       }
-      if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst)) {
-        futex_wake_all(remaining_, kPoolFutex);
-      }
+      finish_share();
+    }
+  }
+
+  void finish_share() noexcept {
+    if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst)) {
+      futex_wake_all(remaining_, kPoolFutex);
     }
   }
 

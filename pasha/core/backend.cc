@@ -41,7 +41,8 @@ std::string failure_message(int worker_id, std::string_view what) {
   return "pasha: worker " + std::to_string(worker_id) + " failed: " + std::string(what);
 }
 
-// Copies `text` into `destination` (null-terminated), cut to fit and ending in "..." if it is longer.
+// Copies `text` into `destination` (null-terminated), cut to fit and ending in "..." if it is longer;
+// never in the middle of a UTF-8 character.
 void copy_truncated(char* destination, std::size_t capacity, std::string_view text) noexcept {
   static constexpr std::string_view kEllipsis = "...";
   if (text.size() < capacity) {
@@ -49,10 +50,11 @@ void copy_truncated(char* destination, std::size_t capacity, std::string_view te
     destination[text.size()] = '\0';
     return;
   }
-  const std::size_t keep = capacity - kEllipsis.size() - 1;
+  std::size_t keep = capacity - kEllipsis.size() - 1;
+  while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;  // a continuation byte
   std::memcpy(destination, text.data(), keep);
   std::memcpy(destination + keep, kEllipsis.data(), kEllipsis.size());
-  destination[capacity - 1] = '\0';
+  destination[keep + kEllipsis.size()] = '\0';
 }
 
 std::string_view text_of(const char* field, std::size_t capacity) noexcept { return {field, strnlen(field, capacity)}; }
@@ -121,9 +123,11 @@ std::shared_ptr<void> allocate(Context& context, const ArrayLayout& layout) { re
 
 void enter_worker_process(int worker_id) noexcept { detail::set_process_worker_id(worker_id); }
 
-void WorkerFailures::run(Context& context, Job& job, int worker_id, WorkerControl& control) noexcept {
+void WorkerFailures::run(Context& context, Job& job, int worker_id, WorkerControl& control) {
   try {
     run_worker(context, job, worker_id, control);
+  } catch (const abi::__forced_unwind&) {
+    throw;  // a thread being ended (pthread_exit: a Python daemon thread at exit): let it end
   } catch (...) {
     record(worker_id, std::current_exception(), control);
   }

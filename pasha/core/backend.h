@@ -118,8 +118,9 @@ class WorkerFailures {
   explicit WorkerFailures(int num_workers) : errors_(static_cast<std::size_t>(num_workers)) {}
 
   // run_worker(context, job, worker_id, control); on failure records the exception and sets
-  // control.cancelled, so that the other workers stop early.
-  void run(Context& context, Job& job, int worker_id, WorkerControl& control) noexcept;
+  // control.cancelled, so that the other workers stop early. Throws only the forced unwinding of a
+  // thread being ended (pthread_exit), which it lets through.
+  void run(Context& context, Job& job, int worker_id, WorkerControl& control);
 
   // Records `error` as worker `worker_id`'s failure and sets control.cancelled; for failures a
   // context detects itself (a worker that could not be set up).

@@ -24,7 +24,7 @@
 // way, and combined by the caller once the map has succeeded (its hooks' post_map included), in worker
 // order over the workers that got work; if the map fails at any step, the combining operation's own
 // included, the array or result is left as it was. They nest (with_init around
-// with_reduction around ...), up to 16 deep, like scopes: an outer helper's setup runs before an inner
+// with_reduction around ...), up to 64 deep, like scopes: an outer helper's setup runs before an inner
 // one's and its teardown after, so with_init(open, with_finalize(kernel, close)) never closes what a
 // failed open did not open. A helper made for one context works only with maps of that context, and
 // with one map at a time: maps of the context called from several threads take turns (the context's

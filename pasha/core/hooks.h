@@ -55,10 +55,10 @@ class MapHook {
 // for the kernels around it to call. The hooks must live until the map returns.
 class MapHookList {
  public:
-  static constexpr std::size_t kCapacity = 16;
+  static constexpr std::size_t kCapacity = 64;
   // Throws std::length_error past kCapacity.
   void add(MapHook* hook) {
-    if (size_ == kCapacity) throw std::length_error("pasha: more than 16 hooks for one map (helpers around one kernel)");
+    if (size_ == kCapacity) throw std::length_error("pasha: more than 64 hooks for one map (helpers or Python MapHooks around one kernel)");
     hooks_[size_++] = hook;
   }
   std::size_t size() const noexcept { return size_; }

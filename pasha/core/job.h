@@ -125,7 +125,7 @@ class Job {
   // For a job that runs part of another (MpiContext's rank part): checks the caller as that one does.
   void take_caller_check_from(const Job& job) noexcept { caller_check_ = job.caller_check_; }
 
-  static constexpr std::size_t kMaxMapHooks = 16;
+  static constexpr std::size_t kMaxMapHooks = 64;
   int num_active_workers_ = 0;
   std::size_t num_elements_ = kUnknownSize;
   std::array<MapHook*, kMaxMapHooks> map_hooks_{};

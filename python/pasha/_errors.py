@@ -52,7 +52,8 @@ def capture(exc: BaseException, max_bytes: int, tb: Any = None) -> bytes:
     info['traceback'] = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     data = pickle.dumps(info)
     while len(data) > max_bytes:
-        _shrink(info)
+        if not _shrink(info):
+            return b''  # nothing left to cut: the caller rebuilds from the engine's type name and message
         data = pickle.dumps(info)
     return data
 
@@ -79,27 +80,33 @@ def _describe(exc: BaseException, links: int) -> dict:
     return info
 
 
-def _shrink(info: dict) -> None:
-    """Makes `info` smaller: the chain first, then pickles, then texts."""
+def _shrink(info: dict) -> bool:
+    """Makes `info` smaller: the chain first, then pickles, then texts; False when nothing is left to
+    cut."""
     for key in ('context', 'cause'):
         if key in info:
             del info[key]
-            return
+            return True
     for key in ('exception', 'state', 'args'):
         if key in info:
             del info[key]
-            return
+            return True
     if len(info['traceback']) > 1000:
         info['traceback'] = '...\n' + info['traceback'][-len(info['traceback']) // 2:]
-    else:
-        info['message'] = info['message'][:max(0, len(info['message']) // 2)]
+        return True
+    if len(info['message']) > 1000:
+        info['message'] = info['message'][:len(info['message']) // 2] + ' ...'
+        return True
+    if info['traceback']:
         info['traceback'] = ''
+        return True
+    return False
 
 
 def _message(exc: BaseException) -> str:
     try:
         return str(exc)
-    except Exception:
+    except BaseException:
         return f'<{type(exc).__name__} whose str() failed>'
 
 
@@ -108,10 +115,13 @@ def attach(exc: BaseException, worker_id: int, where: str, worker_traceback: Opt
     """Marks `exc` as raised by worker `worker_id` of a `where` context: the worker's traceback is
     `worker_traceback` (text, from a worker process), or `tb` (the traceback object the exception
     was raised with in a thread of this process, which it keeps)."""
-    if tb is not None:
-        exc.with_traceback(tb)
-    if worker_traceback is None:
-        worker_traceback = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        if tb is not None:
+            exc.with_traceback(tb)
+        if worker_traceback is None:
+            worker_traceback = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:  # an exception that refuses its traceback, or whose formatting fails
+        worker_traceback = worker_traceback or ''
     for name, value in (('worker_id', worker_id), ('worker_traceback', worker_traceback)):
         try:
             setattr(exc, name, value)
@@ -120,8 +130,11 @@ def attach(exc: BaseException, worker_id: int, where: str, worker_traceback: Opt
     note = f'pasha: raised by worker {worker_id} of a {where} context'
     if worker_traceback and exc.__traceback__ is None:
         note += ', where:\n' + worker_traceback.rstrip()
-    if note not in getattr(exc, '__notes__', ()):
-        exc.add_note(note)
+    try:
+        if note not in getattr(exc, '__notes__', ()):
+            exc.add_note(note)
+    except Exception:  # a type that takes no notes (frozen dataclasses, say)
+        pass
 
 
 def _exception_type(module: str, qualname: str) -> Optional[type]:

@@ -13,7 +13,9 @@ below replace it by a copy whose global names they changed), and each call is gi
 before it returned. Several hooks run in pasha's one order, the C++ engine's (pasha/core/hooks.h):
 ``pre_map`` and ``pre_worker`` in the order the hooks were attached, ``post_worker`` and ``post_map``
 last-attached first, like nested scopes. A post stage runs only when what it follows succeeded: a
-hook's ``post_worker`` when the worker's hooks and share did, ``post_map`` when the map did.
+hook's ``post_worker`` unless that worker's kernel or one of its hooks raised (a share cut short
+because another worker failed still gets it, so that ``with_finalize`` cleans up), ``post_map`` when
+the map did.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 #include "python/src/engine.h"
 
+#include <climits>
+#include <optional>
 #include <utility>
 
 #include "python/src/xfel.h"
@@ -13,10 +15,15 @@ namespace {
   throw py::error_already_set();
 }
 
+// `text` as a Python str, bytes that are not UTF-8 replaced (a message cut by a C++ library, say).
+py::str text_of(const std::string& text) {
+  return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace"));
+}
+
 // Ctrl-C in the caller during a map: the signal handlers Python runs may raise (KeyboardInterrupt).
 void check_python_signals() {
-  py::gil_scoped_acquire gil;
-  if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  GilHeld gil;
+  if (unless_thread_ended([] { return PyErr_CheckSignals(); }) != 0) throw py::error_already_set();
 }
 
 // `functor` is an instance of `base` whose split and iterate are base's own (no subclass changed how it
@@ -29,6 +36,17 @@ bool walks_as(const py::object& functor, const py::object& base) {
 
 }  // namespace
 
+std::optional<long long> integer_of(const py::handle& given) {
+  static const py::handle integral = py::object(py::module_::import("numbers").attr("Integral")).release();
+  if (PyBool_Check(given.ptr()) || !py::isinstance(given, integral)) return std::nullopt;
+  const auto value = py::reinterpret_steal<py::object>(PyNumber_Index(given.ptr()));
+  if (!value) throw py::error_already_set();
+  int overflow = 0;
+  const long long result = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+  if (overflow != 0) return overflow > 0 ? LLONG_MAX : LLONG_MIN;
+  return result;
+}
+
 MapRequest MapRequest::of(py::object context, const std::string& schedule, const py::object& chunk, bool progress,
                           const std::optional<py::list>& writes) {
   MapRequest request{std::move(context), {}};
@@ -40,18 +58,21 @@ MapRequest MapRequest::of(py::object context, const std::string& schedule, const
   } else {
     throw std::invalid_argument("pasha: schedule must be 'static' or 'dynamic', not '" + schedule + "'");
   }
-  const bool integral = PyIndex_Check(chunk.ptr()) != 0 && !PyBool_Check(chunk.ptr());
-  const long long chunk_value = integral ? chunk.cast<long long>() : -1;
-  if (chunk_value < 0) {
+  const std::optional<long long> chunk_value = integer_of(chunk);
+  if (!chunk_value || *chunk_value < 0) {
     throw std::invalid_argument("pasha: chunk must be a non-negative integer, not " +
                                 py::repr(chunk).cast<std::string>());
   }
-  options.chunk = static_cast<std::size_t>(chunk_value);
+  options.chunk = static_cast<std::size_t>(*chunk_value);
   options.progress = progress;
   options.interrupt_check = check_python_signals;
   if (writes) {
     std::vector<std::pair<const void*, const void*>> spans;
     for (const py::handle item : *writes) {
+      if (!py::isinstance<py::array>(item)) {
+        throw py::type_error("pasha: the arrays a map writes must be numpy arrays, not " +
+                             py::repr(item).cast<std::string>());
+      }
       const auto array = py::reinterpret_borrow<py::array>(item);
       const auto* first = static_cast<const char*>(array.data());
       spans.emplace_back(first, first + array.nbytes());
@@ -59,6 +80,13 @@ MapRequest MapRequest::of(py::object context, const std::string& schedule, const
     options.writes = WrittenArrays::of_memory(std::move(spans));
   }
   return request;
+}
+
+Engine::~Engine() {
+  if (PyGILState_Check() != 0) {
+    GilReleased release;
+    context_.reset();
+  }
 }
 
 py::array Engine::alloc(const std::vector<std::size_t>& shape, const py::dtype& dtype, char order, bool per_worker) {
@@ -141,12 +169,13 @@ void Engine::raise(const WorkerError& error) const {
     raise_object(original.value());
   } catch (const RemoteError& remote) {
     const py::object payload = remote.payload().empty() ? py::object(py::none()) : py::bytes(remote.payload());
-    raise_object(errors.attr("rebuild")(payload, worker, where, remote.type_name(), remote.what(), error.what()));
+    raise_object(errors.attr("rebuild")(payload, worker, where, text_of(remote.type_name()), text_of(remote.what()),
+                                        text_of(error.what())));
   } catch (const std::exception& other) {
-    raise_object(errors.attr("rebuild")(py::none(), worker, where, "", other.what(), error.what()));
+    raise_object(errors.attr("rebuild")(py::none(), worker, where, "", text_of(other.what()), text_of(error.what())));
   } catch (...) {
   }
-  raise_object(errors.attr("rebuild")(py::none(), worker, where, "", "", error.what()));
+  raise_object(errors.attr("rebuild")(py::none(), worker, where, "", "", text_of(error.what())));
 }
 
 }  // namespace pasha::python

@@ -19,6 +19,11 @@ namespace pasha::python {
 
 namespace py = pybind11;
 
+// An integer as a user gives one (an int or a numpy integer: a numbers.Integral that is not a bool),
+// clamped to long long's range; nullopt for anything else (floats, bools, arrays, strings). The one
+// reading of integer arguments (num_workers, chunk).
+std::optional<long long> integer_of(const py::handle& given);
+
 // How a Python map runs: the Python context its kernel's hooks are given, and the engine's options.
 struct MapRequest {
   py::object context;
@@ -33,6 +38,11 @@ struct MapRequest {
 class Engine {
  public:
   explicit Engine(std::shared_ptr<Context> context) : context_(std::move(context)) {}
+  // Destroys the context without the GIL: its destructor may join threads that wait for it (a thread
+  // pool's, when the interpreter exits).
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   int num_workers() const noexcept { return context_->num_workers(); }
   std::string name() const { return context_->name(); }

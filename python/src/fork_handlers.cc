@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "pasha/pasha.h"
+#include "python/src/thread_end.h"
 
 namespace pasha::python {
 namespace {
@@ -68,22 +69,33 @@ void let_go_of_h5py_lock() {
   Py_CLEAR(h5py_lock_held);
 }
 
+// Each runs Python: a thread the exiting interpreter ends there stops for good (thread_end.h).
 void before_fork() {
-  gil_before_fork = PyGILState_Ensure();
-  flush_python_streams();
-  take_h5py_lock();
-  PyOS_BeforeFork();
+  unless_thread_ended([] {
+    gil_before_fork = PyGILState_Ensure();
+    // Not while the interpreter exits: a thread ended in a flush would keep the stream's lock, which
+    // the interpreter's own last flush then waits for (a fatal error). The worker prints nothing of it.
+    if (!interpreter_is_exiting()) {
+      flush_python_streams();
+      take_h5py_lock();
+    }
+    PyOS_BeforeFork();
+  });
 }
 
 void after_fork_in_parent() {
-  PyOS_AfterFork_Parent();
-  let_go_of_h5py_lock();
-  PyGILState_Release(gil_before_fork);
+  unless_thread_ended([] {
+    PyOS_AfterFork_Parent();
+    let_go_of_h5py_lock();
+    PyGILState_Release(gil_before_fork);
+  });
 }
 
 void after_fork_in_child() {
-  PyOS_AfterFork_Child();
-  let_go_of_h5py_lock();  // h5py's lock knows its owner by pthread_t, which the forking thread keeps here
+  unless_thread_ended([] {
+    PyOS_AfterFork_Child();
+    let_go_of_h5py_lock();  // h5py's lock knows its owner by pthread_t, which the forking thread keeps here
+  });
 }
 
 }  // namespace

@@ -26,14 +26,11 @@ namespace {
 // may run on); TypeError for what is not an integer; the range is the context's to check.
 int num_workers_of(const py::object& given) {
   if (given.is_none()) return pasha::default_num_workers();
-  if (PyIndex_Check(given.ptr()) == 0 || PyBool_Check(given.ptr()) != 0) {
+  const std::optional<long long> workers = pasha::python::integer_of(given);
+  if (!workers) {
     throw py::type_error("pasha: num_workers must be an integer, not " + py::repr(given).cast<std::string>());
   }
-  const auto value = given.cast<py::int_>();
-  int overflow = 0;
-  const long long workers = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
-  if (overflow != 0) return pasha::checked_num_workers(overflow > 0 ? LLONG_MAX : LLONG_MIN);  // names the range
-  return pasha::checked_num_workers(workers);
+  return pasha::checked_num_workers(*workers);
 }
 
 std::shared_ptr<Engine> threads_engine(const py::object& num_workers, const std::string& binding) {
@@ -118,9 +115,15 @@ PYBIND11_MODULE(_pasha, m) {
 
   m.def(
       "with_worker_axis",
-      [](const std::vector<std::size_t>& shape, char order, int num_workers) {
+      [](const std::vector<std::size_t>& shape, char order, const py::object& num_workers) {
+        const std::optional<long long> workers = pasha::python::integer_of(num_workers);
+        if (!workers || *workers < 1 || *workers > INT_MAX) {
+          throw py::value_error("pasha: num_workers must be a positive integer, not " +
+                                py::repr(num_workers).cast<std::string>());
+        }
         const pasha::Shape full =
-            pasha::with_worker_axis(pasha::Shape(shape), order == 'F' ? pasha::Order::F : pasha::Order::C, num_workers);
+            pasha::with_worker_axis(pasha::Shape(shape), order == 'F' ? pasha::Order::F : pasha::Order::C,
+                                   static_cast<int>(*workers));
         return std::vector<std::size_t>(full.begin(), full.end());
       },
       py::arg("shape"), py::arg("order"), py::arg("num_workers"),

@@ -15,6 +15,11 @@ PyMap::PyMap(py::object context, py::object kernel, int num_workers)
       caller_(getpid()) {}
 
 void PyMap::fail() const {
+  unless_thread_ended([this] { fail_here(); });
+  __builtin_unreachable();  // fail_here throws; a thread ended in it stops there
+}
+
+void PyMap::fail_here() const {
   py::error_already_set error;
   if (const int worker = pasha::this_worker_id(); worker >= 0) worker_failed_[slot(worker)] = 1;
   if (getpid() == caller_) throw error;  // the caller's process: the exception itself reaches it
@@ -36,8 +41,9 @@ void PyMap::fail() const {
 }
 
 void PyKernel::call(int worker, PyObject* const* args, std::size_t count) const {
-  PyObject* result = PyObject_Vectorcall(map_->function_of(worker), args, count | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                         nullptr);
+  PyObject* result = unless_thread_ended([&] {
+    return PyObject_Vectorcall(map_->function_of(worker), args, count | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+  });
   if (result == nullptr) map_->fail();
   Py_DECREF(result);
 }
@@ -63,10 +69,11 @@ void PyKernel::pasha_prepare_results(pasha::Context&) const {
 }
 
 py::object PyShares::iterate_share(std::size_t share) const {
-  PyObject* iterable = PyObject_CallMethod(functor_.ptr(), "iterate", "O", shares_[share].ptr());
+  PyObject* iterable =
+      unless_thread_ended([&] { return PyObject_CallMethod(functor_.ptr(), "iterate", "O", shares_[share].ptr()); });
   if (iterable == nullptr) map_->fail();
   const auto owned = py::reinterpret_steal<py::object>(iterable);
-  PyObject* iterator = PyObject_GetIter(owned.ptr());
+  PyObject* iterator = unless_thread_ended([&] { return PyObject_GetIter(owned.ptr()); });
   if (iterator == nullptr) map_->fail();
   return py::reinterpret_steal<py::object>(iterator);
 }
@@ -78,10 +85,11 @@ void PyShares::not_a_tuple(const py::object& entry) const {
 }
 
 py::object PyHook::run_stage(const char* stage, const py::object& function, const py::object* worker_id) const {
-  PyObject* result = worker_id != nullptr
-                         ? PyObject_CallMethod(hook_.ptr(), stage, "OOO", map_.context().ptr(), function.ptr(),
-                                               worker_id->ptr())
-                         : PyObject_CallMethod(hook_.ptr(), stage, "OO", map_.context().ptr(), function.ptr());
+  PyObject* result = unless_thread_ended([&] {
+    return worker_id != nullptr
+               ? PyObject_CallMethod(hook_.ptr(), stage, "OOO", map_.context().ptr(), function.ptr(), worker_id->ptr())
+               : PyObject_CallMethod(hook_.ptr(), stage, "OO", map_.context().ptr(), function.ptr());
+  });
   if (result == nullptr) map_.fail();
   auto returned = py::reinterpret_steal<py::object>(result);
   if (!PyCallable_Check(returned.ptr())) {
@@ -95,12 +103,12 @@ py::object PyHook::run_stage(const char* stage, const py::object& function, cons
 }
 
 void PyHook::pre_map(pasha::Context&) {
-  py::gil_scoped_acquire gil;
+  GilHeld gil;
   map_.function() = run_stage("pre_map", map_.function(), nullptr);
 }
 
 void PyHook::pre_worker(pasha::Context&, int worker_id) {
-  py::gil_scoped_acquire gil;
+  GilHeld gil;
   const py::object id = py::int_(worker_id);
   py::object& function = map_.worker_function(worker_id);
   function = run_stage("pre_worker", function ? function : map_.function(), &id);
@@ -108,24 +116,24 @@ void PyHook::pre_worker(pasha::Context&, int worker_id) {
 
 void PyHook::post_worker(pasha::Context&, int worker_id) {
   if (map_.worker_failed(worker_id)) return;
-  py::gil_scoped_acquire gil;
+  GilHeld gil;
   const py::object id = py::int_(worker_id);
   py::object& function = map_.worker_function(worker_id);
   function = run_stage("post_worker", function ? function : map_.function(), &id);
 }
 
 void PyHook::after_success() {
-  py::gil_scoped_acquire gil;
+  GilHeld gil;
   map_.function() = run_stage("post_map", map_.function(), nullptr);
 }
 
 void WorkerOutput::post_worker(pasha::Context&, int) {
   if (getpid() == map_.caller()) return;
-  py::gil_scoped_acquire gil;
+  GilHeld gil;
   for (const char* stream : {"stdout", "stderr"}) {
     PyObject* file = PySys_GetObject(stream);  // borrowed
     if (file == nullptr || file == Py_None) continue;
-    PyObject* result = PyObject_CallMethod(file, "flush", nullptr);
+    PyObject* result = unless_thread_ended([&] { return PyObject_CallMethod(file, "flush", nullptr); });
     if (result == nullptr) {
       PyErr_Clear();  // a stream's own trouble; the share is done all the same
     } else {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "pasha/pasha.h"
+#include "python/src/thread_end.h"
 
 namespace pasha::python {
 
@@ -30,15 +31,46 @@ class PyHook;
 // pybind11's gil_scoped_release, with a destructor that may throw: when the interpreter is finalising,
 // a daemon thread taking the GIL back is ended with pthread_exit, whose unwinding must be let through
 // (pybind11's dispatcher rethrows it); through a noexcept destructor it would call std::terminate.
+// A thread the exiting interpreter ends as it takes the GIL back stops there (python/src/thread_end.h).
 class GilReleased {
  public:
   GilReleased() : state_(PyEval_SaveThread()) {}
-  ~GilReleased() noexcept(false) { PyEval_RestoreThread(state_); }
+  ~GilReleased() noexcept(false) {
+    unless_thread_ended([this] { PyEval_RestoreThread(state_); });
+  }
   GilReleased(const GilReleased&) = delete;
   GilReleased& operator=(const GilReleased&) = delete;
 
  private:
   PyThreadState* state_;
+};
+
+// pybind11's gil_scoped_acquire for pasha's threads, safe when the interpreter ends the thread while it
+// holds this (a daemon thread at exit whose kernel waits for the GIL again: pthread_exit's unwinding
+// passes through here). Then the thread no longer holds the GIL, and gives back nothing.
+class GilHeld {
+ public:
+  GilHeld() : state_(unless_thread_ended([] { return PyGILState_Ensure(); })) {}
+  ~GilHeld() {
+    if (holds_the_gil()) PyGILState_Release(state_);
+  }
+  GilHeld(const GilHeld&) = delete;
+  GilHeld& operator=(const GilHeld&) = delete;
+
+ private:
+  // Whether this thread holds the GIL (PyGILState_Check says so of every thread while the interpreter
+  // finalises): the state running Python now (this thread's, or, before 3.12, any thread's) is this
+  // thread's own.
+  static bool holds_the_gil() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState* const running = PyThreadState_GetUnchecked();
+#else
+    PyThreadState* const running = _PyThreadState_UncheckedGet();
+#endif
+    return running != nullptr && running == PyGILState_GetThisThreadState();
+  }
+
+  PyGILState_STATE state_;
 };
 
 // The traceback an exception was raised with, or None (an exception set from C++ has none).
@@ -78,6 +110,8 @@ class PyMap {
     const auto id = static_cast<std::size_t>(worker);
     return id < worker_functions_.size() ? id : id % worker_functions_.size();
   }
+
+  [[noreturn]] void fail_here() const;
 
   py::object context_;
   py::object function_;
@@ -138,9 +172,10 @@ class PySequence {
   // workers after their current element.
   template <class Visit>
   void iterate(const pasha::IndexRange& share, Visit&& visit) const {
-    py::gil_scoped_acquire gil;
+    GilHeld gil;
     for (std::size_t i = share.begin; i < share.end; ++i) {
-      const auto item = py::reinterpret_steal<py::object>(PySequence_GetItem(sequence_.ptr(), static_cast<Py_ssize_t>(i)));
+      const auto item = py::reinterpret_steal<py::object>(unless_thread_ended(
+          [&] { return PySequence_GetItem(sequence_.ptr(), static_cast<Py_ssize_t>(i)); }));
       if (!item) map_->fail();
       if (!visit(i, py::handle(item))) return;
     }
@@ -168,10 +203,10 @@ class PyShares {
 
   template <class Visit>
   void iterate(std::size_t share, Visit&& visit) const {
-    py::gil_scoped_acquire gil;
+    GilHeld gil;
     const py::object entries = iterate_share(share);
     for (std::size_t position = 0;; ++position) {
-      const auto entry = py::reinterpret_steal<py::object>(PyIter_Next(entries.ptr()));
+      const auto entry = py::reinterpret_steal<py::object>(unless_thread_ended([&] { return PyIter_Next(entries.ptr()); }));
       if (!entry) {
         if (PyErr_Occurred() != nullptr) map_->fail();
         return;

@@ -143,10 +143,10 @@ void walk_trains(const IndexRange& share, const PyMap* map, Read&& read, MakeEnt
     try {
       rows = read(i);
     } catch (const xfel::FormatError& error) {
-      py::gil_scoped_acquire gil;
+      GilHeld gil;
       raise_format_error(error, map);
     }
-    py::gil_scoped_acquire gil;
+    GilHeld gil;
     if (!visit(i, PyKernel::Entry{entry(i, std::move(rows))})) return;
   }
 }

@@ -222,3 +222,69 @@ def test_a_file_written_with_h5py_can_be_reopened_after_a_process_map(tmp_path, 
         assert children_of_this_process() == []
     finally:
         psh.set_default_context(previous)
+
+
+@pytest.mark.parametrize('doing', ['sleeping', 'computing', 'starting_maps'])
+@pytest.mark.parametrize('kind', ['serial', 'threads', 'processes'])
+def test_the_interpreter_exits_cleanly_while_a_daemon_thread_is_inside_a_map(kind, doing, tmp_path):
+    # The daemon thread's map is under way (every worker has run a kernel) when the main thread ends:
+    # its kernels sleep, compute in Python, or it keeps starting small maps (forking, for processes).
+    pids = tmp_path / 'worker_pids'
+    code, out, err = run_script(f'''
+        import os, sys, threading, time
+        import numpy as np
+        import pasha as psh
+        ctx = psh.{ {'serial': 'SerialContext()', 'threads': 'ThreadContext(2)', 'processes': 'ProcessContext(2)'}[kind] }
+        running = ctx.alloc(ctx.num_workers, np.int64, fill=0)
+        def kernel(worker_id, index, value):
+            if not running[worker_id]:
+                with open({str(pids)!r}, 'a') as f:
+                    f.write(f'{{os.getpid()}}\\n')
+                running[worker_id] = 1
+            if {doing!r} == 'sleeping':
+                time.sleep(0.01)
+            elif {doing!r} == 'computing':
+                sum(range(10000))
+        def maps():
+            if {doing!r} == 'starting_maps':
+                while True:
+                    ctx.map(kernel, range(ctx.num_workers))
+            ctx.map(kernel, range(10 ** 6))
+        threading.Thread(target=maps, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while not running.all() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        print('exiting', flush=True)
+    ''')
+    assert code == 0, err
+    assert 'exiting' in out
+    assert 'terminate' not in err and 'FATAL' not in err and 'Fatal' not in err, err
+    workers = {int(pid) for pid in pids.read_text().split()} - {os.getpid()}
+    deadline = time.monotonic() + 20
+    while workers and time.monotonic() < deadline:
+        workers = {pid for pid in workers if os.path.exists(f'/proc/{pid}') and
+                   open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'}
+        time.sleep(0.05)
+    assert not workers, f'worker processes outlived the interpreter: {workers}'
+
+
+def test_exceptions_too_large_or_odd_to_describe_still_reach_the_caller(any_ctx):
+    # A type name no description can hold, a message cut inside a multi-byte character, a type that
+    # takes no notes: each reaches the caller, as itself where it can be rebuilt, else a WorkerError.
+    huge_name = type('H' * 70000, (Exception,), {})
+    with pytest.raises((huge_name, psh.WorkerError)):
+        any_ctx.map(fail_at(1, huge_name('too long a name')), range(4))
+    with pytest.raises(ValueError) as caught:
+        any_ctx.map(fail_at(1, ValueError('€' * 1500)), range(4))
+    assert str(caught.value).startswith('€€€') and caught.value.worker_id is not None
+
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Frozen(Exception):
+        code: int
+
+    with pytest.raises((Frozen, psh.WorkerError)) as caught:
+        any_ctx.map(fail_at(1, Frozen(42)), range(4))
+    if not isinstance(any_ctx, psh.ProcessContext):
+        assert isinstance(caught.value, Frozen) and caught.value.code == 42

@@ -303,3 +303,35 @@ def test_bad_map_arguments_are_value_or_type_errors_naming_them(any_ctx):
         psh.ProcessContext('4')
     with pytest.raises(ValueError, match='binding policy "wherever"'):
         psh.ProcessContext(2, binding='wherever')
+
+
+@pytest.mark.parametrize('bad', [np.array(2.7), np.array([3]), np.bool_(True), True, 2.0, '4'],
+                         ids=['0-d float array', 'array', 'np.bool_', 'bool', 'float', 'str'])
+def test_only_integers_are_worker_counts_and_chunks(bad):
+    with pytest.raises(TypeError, match='num_workers'):
+        psh.ThreadContext(bad)
+    with pytest.raises(ValueError, match='chunk'):
+        psh.SerialContext().map(lambda *args: None, range(3), chunk=bad)
+    assert psh.ThreadContext(np.int64(2)).num_workers == 2
+
+
+def test_twenty_hooks_on_one_kernel_run_in_order(any_ctx):
+    calls = any_ctx.alloc(1, np.int64, fill=0)
+    order = any_ctx.alloc(20, np.int64, fill=-1)
+
+    def kernel(worker_id, index, value):
+        pass
+
+    class Numbered(psh.util.MapHook):
+        def __init__(self, number):
+            self.number = number
+
+        def pre_map(self, context, function):
+            order[self.number] = calls[0]
+            calls[0] += 1
+            return function
+
+    for number in range(20):
+        Numbered(number)(kernel)
+    any_ctx.map(kernel, range(3))
+    assert list(order) == list(range(20))

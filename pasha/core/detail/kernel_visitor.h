@@ -5,6 +5,7 @@
 #ifndef PASHA_CORE_DETAIL_KERNEL_VISITOR_H_
 #define PASHA_CORE_DETAIL_KERNEL_VISITOR_H_
 
+#include <cxxabi.h>
 #include <algorithm>
 #include <atomic>
 #include <concepts>
@@ -70,10 +71,12 @@ struct GuardedKernelVisitor {
 
   template <class... Values>
     requires std::invocable<Kernel&, int, std::size_t, Values...>
-  bool operator()(std::size_t index, Values&&... values) const noexcept {
+  bool operator()(std::size_t index, Values&&... values) const {
     if (error || cancelled.load(std::memory_order_relaxed)) return false;
     try {
       visit(index, std::forward<Values>(values)...);
+    } catch (const abi::__forced_unwind&) {
+      throw;  // a thread being ended (pthread_exit: a Python daemon thread at exit): let it end
     } catch (...) {
       error = std::current_exception();
       return false;

@@ -17,6 +17,7 @@
 #ifndef PASHA_CORE_DETAIL_MAP_JOB_H_
 #define PASHA_CORE_DETAIL_MAP_JOB_H_
 
+#include <cxxabi.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -113,6 +114,8 @@ class MapJobBase : public backend::Job {
     }
     try {
       check_caller();
+    } catch (const abi::__forced_unwind&) {
+      throw;  // a thread being ended (pthread_exit: a Python daemon thread at exit): let it end
     } catch (...) {
       interruption_ = std::current_exception();
       control.cancelled.store(true, std::memory_order_relaxed);
@@ -301,12 +304,16 @@ void run_between(std::size_t count, Pre&& pre, Body&& body, Post&& post) {
   try {
     for (; started < count; ++started) pre(started);
     body();
+  } catch (const abi::__forced_unwind&) {
+    throw;  // a thread being ended (pthread_exit: a Python daemon thread at exit): let it end
   } catch (...) {
     error = std::current_exception();
   }
   while (started-- > 0) {
     try {
       post(started);
+    } catch (const abi::__forced_unwind&) {
+      throw;  // a thread being ended (pthread_exit: a Python daemon thread at exit): let it end
     } catch (...) {
       if (!error) error = std::current_exception();
     }
