@@ -14,21 +14,6 @@ namespace {
 // the GIL stays held: the worker runs Python, and leaves with _exit.)
 thread_local PyGILState_STATE gil_before_fork;
 
-// What Python buffered for stdout and stderr goes out before the fork, with the GIL held so that no
-// other thread adds to it in between: a worker never prints the caller's output again.
-void flush_python_streams() {
-  for (const char* name : {"stdout", "stderr"}) {
-    PyObject* stream = PySys_GetObject(name);  // borrowed
-    if (stream == nullptr || stream == Py_None) continue;
-    PyObject* result = PyObject_CallMethod(stream, "flush", nullptr);
-    if (result == nullptr) {
-      PyErr_Clear();
-    } else {
-      Py_DECREF(result);
-    }
-  }
-}
-
 // h5py's lock (h5py._objects.phil), when h5py is loaded: h5py holds it around each of its HDF5 calls,
 // and through the Python callbacks of HDF5's iterations, which run under HDF5's own lock. The fork
 // takes it after the GIL (as h5py does; waiting for it lets go of the GIL) and before HDF5's lock
@@ -73,12 +58,11 @@ void let_go_of_h5py_lock() {
 void before_fork() {
   unless_thread_ended([] {
     gil_before_fork = PyGILState_Ensure();
-    // Not while the interpreter exits: a thread ended in a flush would keep the stream's lock, which
-    // the interpreter's own last flush then waits for (a fatal error). The worker prints nothing of it.
-    if (!interpreter_is_exiting()) {
-      flush_python_streams();
-      take_h5py_lock();
-    }
+    // (Python's stdout and stderr are not flushed here: a worker gets streams of its own and never
+    // writes what the caller had buffered, pasha/_fork.py. A flush here, by a thread the exiting
+    // interpreter ends while it holds a stream's lock, would leave that lock to the interpreter's own
+    // last flush: a fatal error.)
+    if (!interpreter_is_exiting()) take_h5py_lock();
     PyOS_BeforeFork();
   });
 }
@@ -91,10 +75,21 @@ void after_fork_in_parent() {
   });
 }
 
+// A worker's own stdout and stderr (pasha/_fork.py): the copies the fork made may hold what other
+// threads of the caller wrote but had not flushed, and a lock such a thread held.
+void give_worker_its_own_streams() {
+  PyObject* fork_module = PyImport_ImportModule("pasha._fork");
+  PyObject* result = fork_module != nullptr ? PyObject_CallMethod(fork_module, "after_fork_in_worker", nullptr) : nullptr;
+  if (result == nullptr) PyErr_Clear();  // the worker keeps the streams it has
+  Py_XDECREF(result);
+  Py_XDECREF(fork_module);
+}
+
 void after_fork_in_child() {
   unless_thread_ended([] {
     PyOS_AfterFork_Child();
     let_go_of_h5py_lock();  // h5py's lock knows its owner by pthread_t, which the forking thread keeps here
+    give_worker_its_own_streams();
   });
 }
 

@@ -133,17 +133,27 @@ def test_exceptions_in_the_functors_own_iterate_are_raised_too(any_ctx):
         any_ctx.map(lambda *args: None, Broken())
 
 
-def run_script(source, *, interrupt_in_a_kernel=False):
-    """Runs `source` in a fresh interpreter with this pasha; returns (returncode, stdout, stderr)."""
+def run_script(source, *, interrupt_in_a_kernel=False, timeout=60, unbuffered=None):
+    """Runs `source` in a fresh interpreter with this pasha; returns (returncode, stdout, stderr).
+    `unbuffered`: run it with (True) or without (False) PYTHONUNBUFFERED, or as this one runs."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    if unbuffered is not None:
+        env.pop('PYTHONUNBUFFERED', None)
+        if unbuffered:
+            env['PYTHONUNBUFFERED'] = '1'
     process = subprocess.Popen([sys.executable, '-c', textwrap.dedent(source)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, errors='replace', env=env)
     if interrupt_in_a_kernel:
         # Wait until a kernel runs (the script's kernel says so), then interrupt the map.
         line = process.stdout.readline()
         assert line.startswith('in a kernel'), line + process.stderr.read()
         process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f'the script hung: {out[-2000:]}{err[-2000:]}') from None
     return process.returncode, out, err
 
 
@@ -288,3 +298,48 @@ def test_exceptions_too_large_or_odd_to_describe_still_reach_the_caller(any_ctx)
         any_ctx.map(fail_at(1, Frozen(42)), range(4))
     if not isinstance(any_ctx, psh.ProcessContext):
         assert isinstance(caught.value, Frozen) and caught.value.code == 42
+
+
+@pytest.mark.parametrize('unbuffered', [False, True], ids=['buffered', 'unbuffered'])
+def test_workers_print_and_log_whole_lines_while_the_callers_threads_print_and_log_too(unbuffered):
+    # Forks happen while other threads of the caller hold stdout's and stderr's locks (they print and
+    # log all along): each worker still gets streams it can write to, and each line arrives whole.
+    code, out, err = run_script('''
+        import logging, sys, threading
+        import pasha as psh
+        sys.stdout.reconfigure(line_buffering=True)  # the caller's own lines whole too
+        logging.basicConfig(level=logging.INFO, format='%(message)s')
+        log = logging.getLogger('probe')
+        stop = threading.Event()
+        # One writer per stream in the caller: CPython's text streams are not safe for several.
+        def printing():  # one write a line (print writes each of its arguments on its own)
+            while not stop.is_set():
+                sys.stdout.write('caller line of several words\\n')
+        def logging_():
+            while not stop.is_set():
+                log.info('caller log line')
+        def kernel(worker_id, index, value):
+            print('worker', index, 'prints', 'a', 'line')
+            log.info('worker %d logs a line', index)
+        def maps():
+            ctx = psh.ProcessContext(2)
+            for _ in range(15):
+                ctx.map(kernel, range(4))
+        chatters = [threading.Thread(target=printing), threading.Thread(target=logging_)]
+        mappers = [threading.Thread(target=maps) for _ in range(4)]
+        for thread in chatters + mappers:
+            thread.start()
+        for thread in mappers:
+            thread.join()
+        stop.set()
+        for thread in chatters:
+            thread.join()
+        print('done', flush=True)
+    ''', timeout=120, unbuffered=unbuffered)
+    assert code == 0, err
+    assert out.rstrip().endswith('done')
+    whole_out = {'caller line of several words', 'done'} | {f'worker {i} prints a line' for i in range(4)}
+    whole_err = {'caller log line'} | {f'worker {i} logs a line' for i in range(4)}
+    assert set(out.splitlines()) <= whole_out, set(out.splitlines()) - whole_out
+    assert set(err.splitlines()) <= whole_err, set(err.splitlines()) - whole_err
+    assert out.count('worker 3 prints a line') == 4 * 15 and err.count('worker 3 logs a line') == 4 * 15

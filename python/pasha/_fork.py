@@ -1,0 +1,58 @@
+"""What a worker process of pasha's needs first, right after its fork (internal to pasha).
+
+A fork copies the caller's ``sys.stdout`` and ``sys.stderr`` as they were: with what other threads of
+the caller had written but not yet flushed, and with the stream's lock held if another thread was in
+the middle of a write. A worker that printed through them would print the caller's text again, or
+wait for good for a lock no thread of the worker holds. So each worker gets streams of its own over
+the same file descriptors, line-buffered (each line reaches the file whole, in one write), and the
+logging handlers that wrote to the old ones write to the new ones. Streams a program installed
+itself (not the interpreter's kind of text stream over a file descriptor) are left as they are.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+# The streams the fork copied, kept alive here: freed, they would flush the caller's text (or wait for
+# its lock) on their way out.
+_inherited: list = []
+
+
+def _fresh(stream):
+    """A new line-buffered text stream over `stream`'s file descriptor, or None to keep `stream`."""
+    # (The buffer is a FileIO itself when Python runs unbuffered: -u, PYTHONUNBUFFERED.)
+    if type(stream) is not io.TextIOWrapper or type(stream.buffer) not in (io.BufferedWriter, io.FileIO):
+        return None
+    try:
+        fd = stream.fileno()
+        raw = io.FileIO(fd, 'w', closefd=False)
+        return io.TextIOWrapper(io.BufferedWriter(raw), encoding=stream.encoding, errors=stream.errors,
+                                line_buffering=True)
+    except (OSError, ValueError):
+        return None
+
+
+def after_fork_in_worker() -> None:
+    """Gives this worker process streams of its own (see the module's documentation)."""
+    replaced = {}
+    for name in ('stdout', 'stderr'):
+        old = getattr(sys, name, None)
+        new = _fresh(old)
+        if new is None:
+            continue
+        _inherited.append(old)
+        replaced[id(old)] = new
+        setattr(sys, name, new)
+        if getattr(sys, f'__{name}__', None) is old:
+            setattr(sys, f'__{name}__', new)
+    logging = sys.modules.get('logging')
+    if not replaced or logging is None:
+        return
+    loggers = [logging.getLogger()] + [logger for logger in list(logging.Logger.manager.loggerDict.values())
+                                       if isinstance(logger, logging.Logger)]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            stream = getattr(handler, 'stream', None)
+            if stream is not None and id(stream) in replaced:
+                handler.stream = replaced[id(stream)]
