@@ -328,7 +328,11 @@ class PoolContext(_EngineContext):
     """Base of the thread and process contexts (EXtra-pasha's name for contexts with a pool of
     workers). The default worker count is one per physical core this process may run on (its
     cpuset, as taskset, cgroups and Slurm set it), not EXtra-pasha's ``min(cpu_count() // 2, 10)``:
-    see pasha's README."""
+    see pasha's README.
+
+    Not EXtra-pasha's pool machinery: there is no ``map(function, functor, pool_cls)``,
+    ``init_worker`` or ``id_queue`` to build on. A context of your own derives from
+    :class:`MapContext` and runs each share with ``run_worker``."""
 
 
 class ThreadContext(PoolContext):

@@ -232,10 +232,25 @@ class ExtraDataFunctor(Functor):
             for f in subobj.files:
                 f.close()
         from extra_data import KeyData
-        if isinstance(subobj, KeyData):
-            # Empty trains too, so that the index stays aligned with the train ids.
-            train_it = subobj.trains(include_empty=True)
-        else:
-            train_it = subobj.trains()
-        for index, (train_id, data) in zip(range(*share.indices(self.n_trains)), train_it):
+        is_key = isinstance(subobj, KeyData)
+        # EXtra-data's trains() leaves trains out (a KeyData's in chunks without data, even with
+        # include_empty=True): each train it yields goes to its own index, and the trains it left out
+        # are visited too, without data (None for a KeyData, {} for a collection), as pasha's reader
+        # visits every train.
+        train_it = subobj.trains(include_empty=True) if is_key else subobj.trains()
+        empty = None if is_key else {}
+        indices = range(*share.indices(self.n_trains))
+        expected = iter(zip(indices, subobj.train_ids))
+        index_of = {int(tid): index for index, tid in zip(indices, subobj.train_ids)}
+        for train_id, data in train_it:
+            index = index_of.get(int(train_id))
+            if index is None:
+                raise ValueError(f'pasha: EXtra-data gave train {train_id}, which the {type(self.obj).__name__}\'s '
+                                 f'train_ids do not hold')
+            for skipped, skipped_id in expected:
+                if skipped == index:
+                    break
+                yield skipped, skipped_id, empty
             yield index, train_id, data
+        for skipped, skipped_id in expected:
+            yield skipped, skipped_id, empty

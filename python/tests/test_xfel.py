@@ -410,6 +410,7 @@ class FileAccess:
         pass
 
 class DataCollection:
+    # trains(): as EXtra-data 1.24's (require_all=False): every train, a dict of what it has.
     def __init__(self, files, train_ids, selection, inc_suspect_trains=True):
         self.files = [FileAccess(f) for f in files]
         self.train_ids = [np.uint64(t) for t in train_ids]
@@ -417,7 +418,7 @@ class DataCollection:
         self.inc_suspect_trains = inc_suspect_trains
     def select_trains(self, s):
         return DataCollection([f.filename for f in self.files], self.train_ids[s], self.selection)
-    def trains(self):
+    def trains(self, require_all=False):
         for tid in self.train_ids:
             yield int(tid), {'fake': True}
 
@@ -429,12 +430,24 @@ from .sourcedata import SourceData
 FAKE_KEYDATA = '''
 import numpy as np
 class KeyData:
-    def __init__(self, source, key, files, train_ids):
+    # trains(): as EXtra-data 1.24's, which walks the chunks that hold data (_data_chunks_nonempty):
+    # a train with no data is left out, include_empty or not (here: each train is a chunk of its own,
+    # `counts` its number of entries).
+    def __init__(self, source, key, files, train_ids, counts=None):
         from . import FileAccess
         self.source, self.key = source, key
         self.files = [FileAccess(f) for f in files]
         self.train_ids = [np.uint64(t) for t in train_ids]
+        self.counts = list(counts) if counts is not None else [1] * len(self.train_ids)
         self.inc_suspect_trains = True
+    def select_trains(self, s):
+        selected = KeyData(self.source, self.key, [f.filename for f in self.files], [], [])
+        selected.train_ids, selected.counts = self.train_ids[s], self.counts[s]
+        return selected
+    def trains(self, keep_dims=False, include_empty=False):
+        for tid, count in zip(self.train_ids, self.counts):
+            if count:
+                yield tid, np.full(count, int(tid))
 '''
 
 FAKE_SOURCEDATA = '''
@@ -509,3 +522,20 @@ def test_extra_data_collections_pashas_reader_cannot_open_are_read_through_extra
     got = []
     psh.SerialContext().map(lambda w, i, t, d: got.append((i, t, d)), functor)
     assert got == [(0, 1, {'fake': True}), (1, 2, {'fake': True}), (2, 3, {'fake': True})]
+
+
+def test_trains_extra_data_leaves_out_are_visited_at_their_own_index_without_data(any_ctx, extra_data, tmp_path):
+    bogus = tmp_path / 'RAW-R0001-DA01-S00000.h5'
+    bogus.write_bytes(b'not HDF5' * 64)
+    counts = [1, 0, 0, 2, 0, 1, 1, 0]  # trains 11, 12, 14 and 17 have no data
+    kd = extra_data.keydata.KeyData(CAMERA, 'data.image.pixels', [str(bogus)], range(10, 18), counts)
+    with pytest.warns(UserWarning, match="through EXtra-data"):
+        functor = psh.Functor.try_wrap(kd)
+    seen = any_ctx.alloc(8, np.int64, fill=-1)  # per index: the train id, -2 for no data
+
+    def kernel(worker_id, index, train_id, data):
+        seen[index] = -2 if data is None else int(data[0] if np.ndim(data) else data)
+        assert int(train_id) == 10 + index
+
+    any_ctx.map(kernel, functor)
+    assert list(seen) == [10, -2, -2, 13, -2, 15, 16, -2]
