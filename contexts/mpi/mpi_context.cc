@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -21,25 +22,97 @@ using mpi::check_mpi;
 using mpi::Collective;
 using mpi::State;
 
+// The tag of the message a rank sends every other rank when its caller's check stopped its part of a
+// map (Ctrl-C on that rank): the others stop their parts too, instead of running them to their end.
+constexpr int kStopTag = 0x7a5a;
+
+// Thrown by a rank's check when another rank's part was stopped: this rank stops its workers too, and
+// the map then fails on every rank with what the other rank recorded. Not a failure of this rank's.
+class StoppedByAnotherRank : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // This rank's part of a map: local worker w runs global worker first + w of the map's job, as a worker
-// of the MpiContext (its hooks, its worker id).
+// of the MpiContext (its hooks, its worker id). Its caller check is the map's (if it has one), then a
+// look for another rank's word that its part stopped; when the map's check throws, every other rank is
+// told before the exception goes on.
 class RankJob final : public backend::Job {
  public:
-  RankJob(Context& context, backend::Job& job, int first, int count) : context_(context), job_(job), first_(first) {
+  // While it lives, the map's job checks with this part's check too (a serial local context runs the
+  // map's job on the caller's thread and checks between its chunks).
+  RankJob(Context& context, backend::Job& job, int first, int count, const State& state)
+      : context_(context),
+        job_(job),
+        first_(first),
+        state_(state),
+        map_check_(job.caller_check_function()),
+        check_([this] { check(); }) {
     num_active_workers_ = count;
     num_elements_ = job.num_elements();
-    take_caller_check_from(job);
+    caller_check_ = &check_;
+    job_.replace_caller_check(&check_);
   }
+  ~RankJob() override { job_.replace_caller_check(map_check_); }
+  RankJob(const RankJob&) = delete;
+  RankJob& operator=(const RankJob&) = delete;
 
   void run(int local_worker, backend::WorkerControl& control) override {
     backend::run_worker(context_, job_, first_ + local_worker, control);
   }
 
+  // Whether the map's own check stopped this part (this rank's caller was interrupted).
+  bool interrupted() const noexcept { return interrupted_; }
+  // Whether this rank told the others that its part stopped.
+  bool told_other_ranks() const noexcept { return told_; }
+
+  // Tells every other rank that this rank's part stopped because its caller was interrupted, once:
+  // they stop theirs at their next check instead of running them to their end. (A kernel's failure
+  // does not stop other ranks early: when every worker fails at once, the lowest id is reported.)
+  void tell_other_ranks() {
+    if (told_) return;
+    told_ = true;
+    const int rank = state_.rank;
+    for (int other = 0; other < state_.num_ranks; ++other) {
+      if (other != rank) check_mpi(MPI_Send(&rank, 1, MPI_INT, other, kStopTag, state_.comm), "MPI_Send");
+    }
+  }
+
  private:
+  void check() {
+    try {
+      if (map_check_ != nullptr) (*map_check_)();
+    } catch (...) {
+      interrupted_ = true;
+      tell_other_ranks();
+      throw;
+    }
+    int arrived = 0;
+    MPI_Status status;
+    check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, kStopTag, state_.comm, &arrived, &status), "MPI_Iprobe");
+    if (arrived != 0) {
+      throw StoppedByAnotherRank("pasha: the map was stopped on rank " + std::to_string(status.MPI_SOURCE));
+    }
+  }
+
   Context& context_;
   backend::Job& job_;
   int first_;
+  const State& state_;
+  const std::function<void()>* map_check_;
+  std::function<void()> check_;
+  bool interrupted_ = false;
+  bool told_ = false;
 };
+
+// Receives the stop messages `expected` other ranks sent this one during a map (they were sent before
+// those ranks reached the map's closing collective, so they have all been sent).
+void receive_stop_messages(const State& state, int expected) {
+  for (int k = 0; k < expected; ++k) {
+    int rank = 0;
+    check_mpi(MPI_Recv(&rank, 1, MPI_INT, MPI_ANY_SOURCE, kStopTag, state.comm, MPI_STATUS_IGNORE), "MPI_Recv");
+  }
+}
 
 // What this rank's part of a map ended with.
 struct Outcome {
@@ -130,28 +203,40 @@ void MpiContext::launch(backend::Job& job) {
   job.restrict_to_part(first, count);
 
   Outcome outcome;
+  RankJob part(*this, job, first, count, state);
   if (count > 0) {
-    RankJob part(*this, job, first, count);
     try {
       backend::launch(*state.local, part);
-      // The caller's check threw on this thread while it ran a share: the map ends on every rank.
+      // The check threw on this thread while it ran a share (this rank's caller was interrupted, or
+      // another rank's part stopped): the map ends on every rank.
       if (job.interruption()) std::rethrow_exception(job.interruption());
+    } catch (const StoppedByAnotherRank&) {
+      // Not this rank's failure: the other rank's record is the map's.
     } catch (const WorkerError& error) {
       outcome.failed_worker = first + error.worker_id();
       outcome.local = std::current_exception();
       record_cause(outcome.local, outcome.record);
     } catch (...) {
-      // The local context itself failed (it could not start its workers, say): reported for this
-      // rank's first worker, so that every rank hears of it.
+      // The local context itself failed (it could not start its workers, say), or this rank's caller
+      // was interrupted: reported for this rank's first worker, so that every rank hears of it.
       outcome.failed_worker = first;
       outcome.local = std::current_exception();
       record_cause(outcome.local, outcome.record);
+      if (part.interrupted()) {
+        outcome.record.record("interrupt", "the map was interrupted on rank " + std::to_string(state.rank) + " (" +
+                                               std::string(outcome.record.message_text()) + ")");
+      }
     }
   }
 
   int lowest = INT_MAX;
   check_mpi(MPI_Allreduce(&outcome.failed_worker, &lowest, 1, MPI_INT, MPI_MIN, state.comm), "MPI_Allreduce");
   if (lowest != INT_MAX) {
+    // Stop messages are part of the failure: receive every one sent to this rank before going on.
+    const int told = part.told_other_ranks() ? 1 : 0;
+    int tellers = 0;
+    check_mpi(MPI_Allreduce(&told, &tellers, 1, MPI_INT, MPI_SUM, state.comm), "MPI_Allreduce");
+    receive_stop_messages(state, tellers - told);
     const int owner = state.rank_of_worker(lowest);
     check_mpi(MPI_Bcast(&outcome.record, sizeof(outcome.record), MPI_BYTE, owner, state.comm), "MPI_Bcast");
     if (outcome.local && !is_worker_error(outcome.local)) {

@@ -94,6 +94,11 @@ class Job {
   void check_caller() const {
     if (caller_check_ != nullptr) (*caller_check_)();
   }
+  // The check itself (null: none), and a way to put another in its place while a context runs the job:
+  // for a context that adds to the caller's check (MpiContext: another rank's interruption), calling
+  // the one it replaced from its own. `check` must outlive its use; put the old one back afterwards.
+  const std::function<void()>* caller_check_function() const noexcept { return caller_check_; }
+  void replace_caller_check(const std::function<void()>* check) noexcept { caller_check_ = check; }
   // The exception of the caller's check when it threw while the caller's own thread ran a share (a
   // serial context, worker 0 of a thread context): the job stopped its workers as after a failure and
   // the context returned normally; Context::map throws it. Null otherwise. A context that must tell

@@ -151,3 +151,42 @@ def test_a_local_context_of_the_wrong_kind_is_a_type_error():
         psh.MpiContext(object())
     with pytest.raises(TypeError, match='communicator'):
         psh.MpiContext(psh.SerialContext(), comm='world')
+
+
+def test_ctrl_c_on_one_rank_stops_every_ranks_workers_within_a_second(ctx):
+    # The last rank (the only one, under one rank) is interrupted (SIGINT, as Ctrl-C under mpirun or srun
+    # sends it) once its map runs;
+    # every rank's shares would take 10 s. The interrupted rank raises KeyboardInterrupt, the others
+    # a WorkerError naming it, all within seconds; the context then maps again.
+    import signal
+    import threading
+    import time
+    interrupted_rank = ctx.num_ranks - 1
+    per_element = 0.05
+    n = int(10 / per_element) * ctx.num_workers
+    started = ctx.alloc(shape=ctx.num_workers, dtype=np.int64, per_worker=False, fill=0)
+
+    def kernel(worker_id, index, value):
+        started[worker_id] = 1
+        time.sleep(per_element)
+
+    if COMM.rank == interrupted_rank:
+        def interrupt_once_running():
+            first = ctx.first_worker
+            while not started[first:first + ctx.local_context.num_workers].all():
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=interrupt_once_running, daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises((KeyboardInterrupt, psh.WorkerError)) as caught:
+        ctx.map(kernel, range(n))
+    took = time.monotonic() - start
+    if COMM.rank == interrupted_rank:
+        assert isinstance(caught.value, KeyboardInterrupt), repr(caught.value)
+    else:
+        assert isinstance(caught.value, psh.WorkerError), repr(caught.value)
+        assert f'rank {interrupted_rank}' in str(caught.value) or 'KeyboardInterrupt' in str(caught.value)
+    assert took < 5, f'rank {COMM.rank} left the map after {took:.1f} s'
+    out = ctx.alloc(shape=4, dtype=np.int64, fill=0)
+    ctx.map(lambda w, i, v: out.__setitem__(i, v + 1), range(4))
+    np.testing.assert_array_equal(out, [1, 2, 3, 4])

@@ -17,7 +17,9 @@ when map returns, whole on every rank: per-worker arrays, and arrays whose first
 length (index-aligned outputs); others stay as each node wrote them. A kernel that raises on any
 rank raises on every rank: the same exception on the rank that ran it, pasha.WorkerError naming it
 elsewhere (the exception itself on every rank when the local workers are processes: a worker process's
-failure travels with its description).
+failure travels with its description). Ctrl-C (SIGINT) on any rank stops every rank's workers at their
+next look (within about a second): KeyboardInterrupt on that rank, pasha.WorkerError naming it on the
+others.
 
 Arrays may be dropped in any order on any rank (their memory is freed at a later map or alloc once
 every rank of the node has dropped them); contexts live until exit, when pasha frees what is left, in

@@ -12,7 +12,18 @@ PyMap::PyMap(py::object context, py::object kernel, int num_workers)
       function_(std::move(kernel)),
       worker_functions_(static_cast<std::size_t>(num_workers)),
       worker_failed_(static_cast<std::size_t>(num_workers), 0),
-      caller_(getpid()) {}
+      caller_(getpid()),
+      caller_thread_(PyThread_get_thread_ident()) {}
+
+bool PyMap::take_as_callers_interruption() const {
+  if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) == 0 || getpid() != caller_ ||
+      PyThread_get_thread_ident() != caller_thread_) {
+    return false;
+  }
+  PyErr_Clear();
+  PyErr_SetInterrupt();
+  return true;
+}
 
 void PyMap::fail() const {
   unless_thread_ended([this] { fail_here(); });
@@ -44,7 +55,10 @@ void PyKernel::call(int worker, PyObject* const* args, std::size_t count) const 
   PyObject* result = unless_thread_ended([&] {
     return PyObject_Vectorcall(map_->function_of(worker), args, count | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
   });
-  if (result == nullptr) map_->fail();
+  if (result == nullptr) {
+    if (map_->take_as_callers_interruption()) return;
+    map_->fail();
+  }
   Py_DECREF(result);
 }
 

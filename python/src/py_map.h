@@ -99,6 +99,12 @@ class PyMap {
   // caller needs to raise it again (pasha._errors.capture), the one way the engine carries a worker
   // process's failure. Call with the GIL held.
   [[noreturn]] void fail() const;
+  // When the Python exception that is set is a KeyboardInterrupt raised in a kernel on the thread that
+  // called map (Ctrl-C lands there when the caller's own thread runs a share: a serial context, worker
+  // 0 of a thread context): takes it for the caller's interruption, as Ctrl-C in the caller's wait
+  // is, clears it and makes Python's next signal check raise it, and returns true. The map is then
+  // stopped at its next check of the caller, on every rank of an MPI context. Call with the GIL held.
+  bool take_as_callers_interruption() const;
   bool worker_failed(int worker) const noexcept { return worker_failed_[slot(worker)] != 0; }
 
   pid_t caller() const noexcept { return caller_; }
@@ -118,6 +124,7 @@ class PyMap {
   std::vector<py::object> worker_functions_;
   mutable std::vector<char> worker_failed_;
   pid_t caller_;
+  unsigned long caller_thread_;  // PyThread_get_thread_ident() of the thread that called map
 };
 
 // The kernel as the engine calls it: function(worker_id, index, value) for the items of a sequence,
