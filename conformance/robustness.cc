@@ -305,3 +305,29 @@ TEST_P(SingleCallerConformance, AddingAHookFromInsideAMapOfTheSameContextIsALogi
 
 }  // namespace
 }  // namespace pasha::conformance
+
+namespace pasha::conformance {
+namespace {
+
+// Maps of one context from two threads of the caller take turns, however long their kernels block: a
+// worker id never belongs to two running kernels (per-worker arrays and reductions rely on it).
+TEST_P(SingleCallerConformance, MapsFromTwoThreadsNeverRunTwoKernelsUnderOneWorkerIdWhateverTheyWaitFor) {
+  const int n = context().num_workers();
+  auto running = context().alloc<int>({}, {.fill = 0, .per_worker = true});  // kernels running as each worker
+  auto most = context().alloc<int>(1, {.fill = 0});
+  const auto kernel = [&](int w, std::size_t, int) {
+    const int now = std::atomic_ref<int>(running[static_cast<std::size_t>(w)]).fetch_add(1) + 1;
+    std::atomic_ref<int> peak(most[0]);
+    for (int old = peak.load(); now > old && !peak.compare_exchange_weak(old, now);) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // blocked, as on a slow file
+    std::atomic_ref<int>(running[static_cast<std::size_t>(w)]).fetch_sub(1);
+  };
+  std::thread other([&] { context().map(kernel, std::views::iota(0, n)); });
+  context().map(kernel, std::views::iota(0, n));
+  other.join();
+  EXPECT_EQ(most[0], 1) << "two kernels ran at once under one worker id";
+}
+
+}  // namespace
+}  // namespace pasha::conformance

@@ -90,19 +90,6 @@ std::shared_ptr<void> allocate_mapped(std::size_t bytes) {
 
 void run_worker(Context& context, Job& job, int worker_id, WorkerControl& control) {
   const detail::WorkerIdScope scope(worker_id);
-  // Which thread runs the worker, while it does: a map waiting for its turn looks at it (Context::map).
-  std::atomic<pid_t>* slot =
-      worker_id >= 0 && worker_id < context.num_workers() ? &context.worker_threads_[static_cast<std::size_t>(worker_id)]
-                                                           : nullptr;
-  struct Registration {
-    std::atomic<pid_t>* slot;
-    explicit Registration(std::atomic<pid_t>* s) : slot(s) {
-      if (slot != nullptr) slot->store(detail::this_thread_id(), std::memory_order_release);
-    }
-    ~Registration() {
-      if (slot != nullptr) slot->store(0, std::memory_order_release);
-    }
-  } registration(slot);
   const detail::MapHookSequence hooks(context.hooks_, job);
   detail::run_between(
       hooks.size(), [&](std::size_t i) { hooks[i].pre_worker(context, worker_id); },

@@ -57,6 +57,7 @@
 #include <vector>
 
 #include "pasha/core/context.h"
+#include "pasha/core/detail/worker_identity.h"
 #include "pasha/core/errors.h"
 #include "pasha/core/fork_handlers.h"
 #include "pasha/core/fork_safe_mutex.h"
@@ -85,6 +86,14 @@ std::shared_ptr<void> allocate(Context& context, const ArrayLayout& layout);
 // does, this_worker_id() is `worker_id` in threads that have no id of their own, and no context
 // takes this process for a user's forked child (which would rebuild state the running map uses).
 void enter_worker_process(int worker_id) noexcept;
+
+// Threads count as the worker of the kernel that started them (Context::map): pasha learns of every
+// pthread_create. An embedding that starts threads some other way (its own thread primitive), or whose
+// calls to pthread_create pasha does not see (a library loaded apart, as a Python extension is), calls
+// birth_of_new_thread in the starting thread and begin_thread(birth) first thing in the new one.
+using detail::begin_thread;
+using detail::birth_of_new_thread;
+using detail::ThreadBirth;
 
 // This process's id, as getpid() says, without a system call (cached, and renewed in every process
 // forked with fork() or through fork_between_handlers).

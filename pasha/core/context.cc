@@ -32,14 +32,7 @@ int checked_num_workers(long long num_workers) {
 Context::Context(int num_workers)
     : num_workers_(checked_num_workers(num_workers)),
       id_(next_context_id()),
-      owner_pid_(getpid()),
-      worker_threads_(new std::atomic<pid_t>[static_cast<std::size_t>(num_workers)]),
-      inline_claims_(new std::atomic<bool>[static_cast<std::size_t>(num_workers)]) {
-  for (int w = 0; w < num_workers_; ++w) {
-    worker_threads_[static_cast<std::size_t>(w)].store(0);
-    inline_claims_[static_cast<std::size_t>(w)].store(false);
-  }
-}
+      owner_pid_(getpid()) {}
 
 Context::~Context() = default;
 
@@ -69,14 +62,15 @@ void Context::add_hook(std::shared_ptr<MapHook> hook) {
   };
   if (map_holder_.load(std::memory_order_acquire) == detail::this_thread_token()) throw inside_a_map();
   adopt_if_forked();
-  std::unique_lock lock(map_mutex_, std::defer_lock);
   if (this_worker_id() >= 0) {
-    if (!lock.try_lock()) throw inside_a_map();  // waiting could wait for the kernel calling us
-  } else if (const std::optional<int> stalled = wait_for_turn(lock)) {
-    release_inline_claim(*stalled);
-    throw std::logic_error("pasha: add_hook from a thread that a running map of the same context waits for (a "
-                           "thread its kernel or hook started); add hooks before or after its maps");
+    // A kernel's (or a thread it started): waiting could wait for the kernel calling us.
+    std::unique_lock lock(map_mutex_, std::try_to_lock);
+    if (!lock.owns_lock()) throw inside_a_map();
+    hooks_.push_back(std::move(hook));
+    return;
   }
+  MapTurn turn;
+  take_turn(turn);
   hooks_.push_back(std::move(hook));
 }
 
@@ -100,11 +94,6 @@ void Context::adopt_if_forked() {
     // The parent's maps do not continue here; whoever held the lock at the fork does not exist here.
     new (&map_mutex_) std::recursive_timed_mutex();
     map_holder_.store(0, std::memory_order_relaxed);
-    holder_thread_.store(0, std::memory_order_relaxed);
-    for (int w = 0; w < num_workers_; ++w) {
-      worker_threads_[static_cast<std::size_t>(w)].store(0);
-      inline_claims_[static_cast<std::size_t>(w)].store(false);
-    }
     rebuild_after_fork();
   } catch (...) {
     adopting_pid_.store(0, std::memory_order_release);
@@ -119,20 +108,27 @@ void Context::run_job(detail::MapJobBase& job, const MapOptions& options) {
   // map ends (a hook's own map, which takes the lock again, hands them back to the outer map).
   const MapHolder holder(*this);
   const detail::MapHookSequence hooks(hooks_, job);
+  // No worker runs while the caller is in its pre_map or post_map hooks: threads they start, and wait
+  // for, map as worker 0.
   detail::run_between(
-      hooks.size(), [&](std::size_t i) { hooks[i].pre_map(*this); },
+      hooks.size(),
+      [&](std::size_t i) {
+        const detail::LentWorkerId lend(0);
+        hooks[i].pre_map(*this);
+      },
       [&] {
         job.set_caller_thread(detail::this_thread_token(), detail::this_process_id());
-        holder_in_hooks_.store(false, std::memory_order_release);
         if (options.progress) {
           run_with_progress(job, options);
         } else {
           launch(job);
         }
-        holder_in_hooks_.store(true, std::memory_order_release);
         job.rethrow_interruption();
       },
-      [&](std::size_t i) { hooks[i].post_map(*this); });
+      [&](std::size_t i) {
+        const detail::LentWorkerId lend(0);
+        hooks[i].post_map(*this);
+      });
   // Nothing more can fail the map: a helper's results are combined now, or not at all.
   job.combine_results(*this);
 }

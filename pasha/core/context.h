@@ -54,8 +54,9 @@ class Context;
 int this_worker_id() noexcept;
 
 // Makes the calling thread count as worker `worker_id` while it lives (and this_worker_id() give it):
-// a map it calls runs inline at once, as from that worker's kernel. For threads a kernel starts and
-// waits for (std::async, OpenMP, a library's pool) that map on the context running the kernel:
+// a map it calls runs inline at once, as from that worker's kernel, and so do the threads it starts.
+// Threads a kernel starts count as its worker without it; for a thread started before the kernel (a
+// long-lived pool's) that a kernel waits for and that maps on the context running the kernel:
 //   ctx.map([&](int w, std::size_t i, auto v) {
 //     std::async(std::launch::async, [&, w] { pasha::WorkerScope as(w); ctx.map(inner, v); }).get();
 //   }, input);
@@ -68,6 +69,7 @@ class WorkerScope {
 
  private:
   int previous_;
+  detail::LentWorkerId lend_;  // threads it starts work as it does
 };
 
 namespace backend {
@@ -173,17 +175,14 @@ class Context {
   //
   // Called from inside a map, map runs inline on the calling thread, serially, without the context's
   // hooks, and its kernel gets a worker id: from a kernel or worker hook (of any context), or a thread
-  // in a WorkerScope, that worker's; from any thread of a worker process, that process's worker's.
-  // From a thread a kernel (or hook) started in this process without a WorkerScope (std::async,
-  // OpenMP, a library's pool), which pasha cannot tell from an unrelated thread, map first waits its
-  // turn; once every thread the running map waits on here (its workers still in their shares, or its
-  // caller in its pre_map or post_map hooks) has been seen blocked for a second (as the kernel waiting
-  // for the thread is, timed waits and polling included), it takes the place of one of those workers
-  // no other such thread holds and runs inline with that worker's id. Which one cannot be known: a
-  // kernel that writes by worker id from such threads should give them a WorkerScope. An unrelated
-  // thread's map that meets a running map whose workers wait more than a second on something else is
-  // taken for such a map too, and runs inline. An exception from an inline map's kernel propagates
-  // unchanged.
+  // in a WorkerScope, that worker's; from any thread of a worker process, that process's worker's; from
+  // a thread that a kernel (or a worker hook) started, directly or through threads it started in turn
+  // (std::thread, std::async, OpenMP, a library's pool, Python's threading), the worker id of the kernel
+  // that started it, for as long as that thread runs a worker's share; from a thread started by a
+  // pre_map or post_map hook while it runs, worker 0's. Any other thread's map waits its turn: maps of
+  // one context run one after the other, and no two kernels of one context ever run with one worker id
+  // unless a kernel shares its own with threads it started. Which map waits, and which runs inline,
+  // never depends on timing. An exception from an inline map's kernel propagates unchanged.
   template <class Kernel, class Source>
   void map(Kernel&& kernel, Source&& source, const MapOptions& options = {}) {
     auto&& functor = detail::as_functor(std::forward<Source>(source));
@@ -194,11 +193,6 @@ class Context {
     }
     MapTurn turn;
     take_turn(turn);
-    if (turn.inline_worker_id) {
-      const WorkerScope as_that_worker(*turn.inline_worker_id);
-      detail::run_nested(functor, kernel, *turn.inline_worker_id, *this);
-      return;
-    }
     detail::MapJob<F, std::remove_reference_t<Kernel>> job(functor, kernel, num_workers_, options);
     run_job(job, options);
   }
@@ -264,27 +258,12 @@ class Context {
   friend void backend::launch(Context& context, backend::Job& job);
   friend std::shared_ptr<void> backend::allocate(Context& context, const backend::ArrayLayout& layout);
 
-  // A map's turn: the map lock, or (when the map must run inline) the worker id to run it as, whose
-  // place this thread holds until the turn ends.
+  // A map's turn: the map lock, held until the turn ends.
   struct MapTurn {
-    MapTurn() = default;
-    MapTurn(MapTurn&&) = delete;
-    ~MapTurn();
     std::unique_lock<std::recursive_timed_mutex> lock;
-    std::optional<int> inline_worker_id;
-    Context* claimed_from = nullptr;
   };
-  // Waits for the map lock; see map for when it gives an inline worker id instead.
+  // Waits for the map lock.
   void take_turn(MapTurn& turn);
-  // Waits until `lock` (on map_mutex_, not yet owned) owns the lock; or, once every thread the
-  // running map waits on in this process (watched_threads) has been seen blocked for a while, takes
-  // one of their worker ids for this thread (claim_inline) and returns it, not owning the lock.
-  std::optional<int> wait_for_turn(std::unique_lock<std::recursive_timed_mutex>& lock);
-  // (worker id, Linux thread id) of the running map's workers in this process that are still in
-  // their share; or of its caller, as worker 0, while it is in its pre_map or post_map hooks.
-  std::vector<std::pair<int, pid_t>> watched_threads() const;
-  bool claim_inline(int worker_id) noexcept;
-  void release_inline_claim(int worker_id) noexcept;
 
   // Marks the calling thread as the one holding the map lock, while it lives (MapHolder).
   class MapHolder {
@@ -296,9 +275,7 @@ class Context {
 
    private:
     Context& context_;
-    std::uint64_t token_;  // what the marks were before: restored after
-    pid_t thread_;
-    bool in_hooks_;
+    std::uint64_t token_;  // what the mark was before: restored after
   };
 
   void run_job(detail::MapJobBase& job, const MapOptions& options);
@@ -313,15 +290,8 @@ class Context {
   std::recursive_timed_mutex map_mutex_;  // one map at a time, hooks included (a hook may map)
   std::atomic<pid_t> owner_pid_;          // the process map_mutex_ and the context's state belong to
   std::atomic<pid_t> adopting_pid_{0};    // the process whose thread is adopting the context, or 0
-  // The thread holding map_mutex_ (0 when none), for add_hook's check; its Linux thread id, and
-  // whether it is in its map's pre_map or post_map hooks, for a waiting map's.
+  // The thread holding map_mutex_ (0 when none), for add_hook's check.
   std::atomic<std::uint64_t> map_holder_{0};
-  std::atomic<pid_t> holder_thread_{0};
-  std::atomic<bool> holder_in_hooks_{false};
-  // The thread (Linux thread id) running each worker's share in this process, 0 when none.
-  std::unique_ptr<std::atomic<pid_t>[]> worker_threads_;
-  // Which workers' places threads running a map inline hold (wait_for_turn).
-  std::unique_ptr<std::atomic<bool>[]> inline_claims_;
 };
 
 // Checks a worker count for a context constructor; returns it or throws std::invalid_argument.

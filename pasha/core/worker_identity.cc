@@ -1,9 +1,13 @@
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <new>
+#include <utility>
 
 #include "pasha/core/context.h"
 #include "pasha/core/detail/worker_identity.h"
@@ -14,19 +18,78 @@ namespace {
 thread_local int thread_worker_id = -1;
 std::atomic<int> process_worker_id{-1};
 
+// The calling thread's lineage (detail::ThreadLineage), made when it first lends an id or is started
+// by a thread that has one.
+thread_local std::shared_ptr<detail::ThreadLineage> thread_lineage;
+thread_local bool has_lineage = false;  // thread_lineage is set (read without touching the shared_ptr)
+
+detail::ThreadLineage* this_thread_lineage() noexcept {
+  if (!has_lineage) {
+    auto* made = new (std::nothrow) detail::ThreadLineage;
+    if (made == nullptr) return nullptr;
+    thread_lineage.reset(made);
+    has_lineage = true;
+  }
+  return thread_lineage.get();
+}
+
+constexpr std::uint64_t kLentIdMask = 0xffff;
+
 }  // namespace
 
 int this_worker_id() noexcept {
-  return thread_worker_id >= 0 ? thread_worker_id : process_worker_id.load(std::memory_order_relaxed);
+  if (thread_worker_id >= 0) return thread_worker_id;
+  if (const int process = process_worker_id.load(std::memory_order_relaxed); process >= 0) return process;
+  return has_lineage ? detail::inherited_worker_id() : -1;
 }
 
-WorkerScope::WorkerScope(int worker_id) noexcept : previous_(thread_worker_id) { thread_worker_id = worker_id; }
+WorkerScope::WorkerScope(int worker_id) noexcept : previous_(thread_worker_id), lend_(worker_id) {
+  thread_worker_id = worker_id;
+}
 WorkerScope::~WorkerScope() { thread_worker_id = previous_; }
 
 namespace detail {
 
+LentWorkerId::LentWorkerId(int worker_id) noexcept : lineage_(this_thread_lineage()), previous_(0) {
+  if (lineage_ == nullptr) return;
+  previous_ = lineage_->lending.load(std::memory_order_relaxed);
+  const std::uint64_t generation = ++lineage_->next_generation;
+  lineage_->lending.store((generation << 16) | (static_cast<std::uint64_t>(worker_id + 1) & kLentIdMask),
+                          std::memory_order_release);
+}
+
+LentWorkerId::~LentWorkerId() {
+  if (lineage_ != nullptr) lineage_->lending.store(previous_, std::memory_order_release);
+}
+
+ThreadBirth birth_of_new_thread() noexcept {
+  if (!has_lineage) return {};
+  return {thread_lineage, thread_lineage->lending.load(std::memory_order_acquire)};
+}
+
+void begin_thread(ThreadBirth birth) noexcept {
+  if (!birth.parent) return;
+  ThreadLineage* lineage = this_thread_lineage();
+  if (lineage == nullptr) return;
+  lineage->parent = std::move(birth.parent);
+  lineage->parent_lending = birth.parent_lending;
+}
+
+int inherited_worker_id() noexcept {
+  const ThreadLineage* node = thread_lineage.get();
+  for (int depth = 0; node != nullptr && node->parent && depth < 64; ++depth) {
+    const std::uint64_t now = node->parent->lending.load(std::memory_order_acquire);
+    if (now != node->parent_lending) return -1;  // the lending it was started in has ended
+    if (now != 0) return static_cast<int>(now & kLentIdMask) - 1;
+    node = node->parent.get();
+  }
+  return -1;
+}
+
 WorkerIdScope::WorkerIdScope(int worker_id) noexcept
-    : previous_(thread_worker_id), previous_process_(process_worker_id.load(std::memory_order_relaxed)) {
+    : previous_(thread_worker_id),
+      previous_process_(process_worker_id.load(std::memory_order_relaxed)),
+      lend_(worker_id) {
   thread_worker_id = worker_id;
   // A worker process runs one share, whose id may be numbered by a context above the one that forked
   // it (an MPI context's global ids over a process context's local ones): its threads follow the share.
@@ -79,3 +142,45 @@ std::uint64_t this_thread_token() noexcept {
 
 }  // namespace detail
 }  // namespace pasha
+
+// pthread_create, as every thread of a program that links pasha is started (std::thread, std::async,
+// OpenMP, a library's pool): the new thread learns of the thread that started it (detail::ThreadLineage)
+// before it runs anything, then runs as it would have. The real one is the next definition (the C
+// library's, or a sanitizer's).
+namespace {
+
+struct NewThread {
+  void* (*start)(void*);
+  void* argument;
+  pasha::detail::ThreadBirth birth;
+};
+
+void* start_new_thread(void* raw) {
+  NewThread* const made = static_cast<NewThread*>(raw);
+  void* (*const start)(void*) = made->start;
+  void* const argument = made->argument;
+  pasha::detail::begin_thread(std::move(made->birth));
+  delete made;
+  return start(argument);
+}
+
+using CreateThread = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+
+CreateThread real_pthread_create() noexcept {
+  static const auto real = reinterpret_cast<CreateThread>(dlsym(RTLD_NEXT, "pthread_create"));
+  return real;
+}
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) int pthread_create(pthread_t* thread, const pthread_attr_t* attributes,
+                                                                     void* (*start)(void*), void* argument) {
+  const CreateThread real = real_pthread_create();
+  pasha::detail::ThreadBirth birth = pasha::detail::birth_of_new_thread();
+  if (!birth.parent) return real(thread, attributes, start, argument);
+  auto* made = new (std::nothrow) NewThread{start, argument, std::move(birth)};
+  if (made == nullptr) return real(thread, attributes, start, argument);
+  const int error = real(thread, attributes, &start_new_thread, made);
+  if (error != 0) delete made;
+  return error;
+}

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from . import _fork  # noqa: F401  (imported here, not in a worker right after its fork)
+from . import _threads  # noqa: F401  (threads a kernel starts count as its worker)
 from ._errors import WorkerError
 from .context import MapContext, PoolContext, ProcessContext, SerialContext, ThreadContext
 from .functor import DataArrayFunctor, ExtraDataFunctor, Functor, NdarrayFunctor, SequenceFunctor, XfelFunctor

@@ -114,6 +114,20 @@ PYBIND11_MODULE(_pasha, m) {
           "the kernel; raises what a worker raised.");
 
   m.def(
+      "thread_birth",
+      []() -> py::object {
+        pasha::backend::ThreadBirth birth = pasha::backend::birth_of_new_thread();
+        if (!birth.parent) return py::none();
+        auto* kept = new pasha::backend::ThreadBirth(std::move(birth));
+        return py::capsule(kept, [](void* p) { delete static_cast<pasha::backend::ThreadBirth*>(p); });
+      },
+      "What a thread this one starts needs to count as the worker this one works as (or None).");
+  m.def(
+      "begin_thread",
+      [](const py::capsule& birth) { pasha::backend::begin_thread(*birth.get_pointer<pasha::backend::ThreadBirth>()); },
+      py::arg("birth"), "First thing in a new thread: it counts as the worker its starter lent (thread_birth).");
+
+  m.def(
       "with_worker_axis",
       [](const std::vector<std::size_t>& shape, char order, const py::object& num_workers) {
         const std::optional<long long> workers = pasha::python::integer_of(num_workers);

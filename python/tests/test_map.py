@@ -335,3 +335,44 @@ def test_twenty_hooks_on_one_kernel_run_in_order(any_ctx):
         Numbered(number)(kernel)
     any_ctx.map(kernel, range(3))
     assert list(order) == list(range(20))
+
+
+@pytest.mark.parametrize('kind', ['serial', 'threads', 'processes'])
+def test_maps_from_two_threads_never_run_two_kernels_under_one_worker_id(kind):
+    # Each kernel blocks (as on a slow file) for longer than anything pasha could take for "waiting for
+    # me": the second thread's map still waits its turn.
+    ctx = {'serial': psh.SerialContext, 'threads': lambda: psh.ThreadContext(2),
+           'processes': lambda: psh.ProcessContext(2)}[kind]()
+    running = ctx.alloc_per_worker((), np.int64, fill=0)
+    most = ctx.alloc(1, np.int64, fill=0)
+
+    def kernel(worker_id, index, value):
+        running[worker_id] += 1
+        most[0] = max(most[0], running[worker_id])
+        time.sleep(1.2)
+        running[worker_id] -= 1
+
+    other = threading.Thread(target=ctx.map, args=(kernel, range(ctx.num_workers)))
+    other.start()
+    ctx.map(kernel, range(ctx.num_workers))
+    other.join()
+    assert most[0] == 1, 'two kernels ran at once under one worker id'
+
+
+def test_a_map_from_a_thread_a_kernel_starts_and_waits_for_runs_as_that_kernels_worker(any_ctx):
+    import concurrent.futures
+    seen = any_ctx.alloc((any_ctx.num_workers, 2), np.int64, fill=-1)
+
+    def inner(worker_id, index, value):
+        seen[value, 1] = worker_id
+
+    def kernel(worker_id, index, value):
+        seen[worker_id, 0] = worker_id
+        thread = threading.Thread(target=any_ctx.map, args=(inner, [worker_id]))
+        thread.start()
+        thread.join()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a pool started inside the kernel too
+            pool.submit(any_ctx.map, inner, [worker_id]).result()
+
+    any_ctx.map(kernel, range(any_ctx.num_workers))
+    np.testing.assert_array_equal(seen[:, 1], seen[:, 0])

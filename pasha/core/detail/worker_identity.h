@@ -6,9 +6,50 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 
 namespace pasha::detail {
+
+// Threads that a kernel starts count as its worker (Context::map): each thread that lends a worker id
+// to the threads it starts (a worker's share, a WorkerScope, a map's pre_map or post_map hooks), or
+// that was started by such a thread, has a lineage. A thread started while its starter lent an id
+// works as that id for as long as that same lending lasts (the starter's share, say), and as nothing
+// after it: a pool thread started in one map is not taken for a worker of the next.
+struct ThreadLineage {
+  // (generation << 16) | (worker id + 1) while this thread lends an id; 0 when it lends none. Each
+  // lending has a generation of its own, so that it is never taken for an earlier one.
+  std::atomic<std::uint64_t> lending{0};
+  std::uint64_t next_generation = 0;       // this thread's own
+  std::shared_ptr<ThreadLineage> parent;   // the thread that started this one, when it had a lineage
+  std::uint64_t parent_lending = 0;        // the parent's lending when it started this one
+};
+
+// What a new thread needs to know of the thread starting it: null when that one has no lineage.
+struct ThreadBirth {
+  std::shared_ptr<ThreadLineage> parent;
+  std::uint64_t parent_lending = 0;
+};
+// In the starting thread.
+ThreadBirth birth_of_new_thread() noexcept;
+// In the new thread, first thing.
+void begin_thread(ThreadBirth birth) noexcept;
+// The worker id the calling thread works as through the thread that started it (and so on up), or -1.
+int inherited_worker_id() noexcept;
+
+// Lends `worker_id` to the threads the calling thread starts while the scope lives.
+class LentWorkerId {
+ public:
+  explicit LentWorkerId(int worker_id) noexcept;
+  ~LentWorkerId();
+  LentWorkerId(const LentWorkerId&) = delete;
+  LentWorkerId& operator=(const LentWorkerId&) = delete;
+
+ private:
+  ThreadLineage* lineage_;
+  std::uint64_t previous_;
+};
 
 // Sets this thread's worker id for the lifetime of the scope (backend::run_worker's), restoring the
 // previous one after; in a worker process, the process's too (every thread there counts as the worker
@@ -23,6 +64,7 @@ class WorkerIdScope {
  private:
   int previous_;
   int previous_process_;
+  LentWorkerId lend_;  // and lends it to the threads it starts
 };
 
 // Marks this process as worker `worker_id`'s process, for every thread in it.
