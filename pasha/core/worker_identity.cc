@@ -5,8 +5,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <unordered_map>
 #include <utility>
 
 #include "pasha/core/context.h"
@@ -35,12 +38,14 @@ detail::ThreadLineage* this_thread_lineage() noexcept {
 
 constexpr std::uint64_t kLentIdMask = 0xffff;
 
+thread_local bool looked_up = false;  // this thread has looked for its birth (detail::look_up_birth)
+
 }  // namespace
 
 int this_worker_id() noexcept {
   if (thread_worker_id >= 0) return thread_worker_id;
   if (const int process = process_worker_id.load(std::memory_order_relaxed); process >= 0) return process;
-  return has_lineage ? detail::inherited_worker_id() : -1;
+  return detail::inherited_worker_id();
 }
 
 WorkerScope::WorkerScope(int worker_id) noexcept : previous_(thread_worker_id), lend_(worker_id) {
@@ -62,12 +67,77 @@ LentWorkerId::~LentWorkerId() {
   if (lineage_ != nullptr) lineage_->lending.store(previous_, std::memory_order_release);
 }
 
+namespace {
+
+// The births of threads not yet looked up, by the new thread's pthread_t (a thread that has ended
+// without looking leaves its note, which the next thread given the same pthread_t replaces or erases).
+struct Births {
+  std::mutex lock;
+  std::unordered_map<pthread_t, ThreadBirth> by_thread;
+  std::atomic<std::size_t> count{0};
+};
+
+Births& births() noexcept {
+  static Births* const instance = new Births;  // never destroyed: threads may start at exit
+  return *instance;
+}
+
+// The calling thread's birth, once: looked up (and taken) the first time it is needed.
+void look_up_birth() noexcept {
+  if (looked_up) return;
+  looked_up = true;
+  Births& all = births();
+  if (all.count.load(std::memory_order_acquire) == 0) return;
+  ThreadBirth birth;
+  {
+    std::lock_guard hold(all.lock);
+    const auto found = all.by_thread.find(pthread_self());
+    if (found == all.by_thread.end()) return;
+    birth = std::move(found->second);
+    all.by_thread.erase(found);
+    all.count.store(all.by_thread.size(), std::memory_order_release);
+  }
+  begin_thread(std::move(birth));
+}
+
+}  // namespace
+
+bool births_noted() noexcept { return births().count.load(std::memory_order_acquire) != 0; }
+
+int create_noting_birth(ThreadBirth birth, const std::function<int()>& create, pthread_t* thread) {
+  Births& all = births();
+  std::lock_guard hold(all.lock);
+  // Counted before the thread exists: the new thread, which may ask who it is before create()
+  // returns here, then waits for this lock instead of finding no note.
+  all.count.fetch_add(1, std::memory_order_acq_rel);
+  const int error = create();
+  if (error == 0) {
+    if (birth.parent) {
+      all.by_thread.insert_or_assign(*thread, std::move(birth));
+    } else {
+      all.by_thread.erase(*thread);  // a note a thread that ended left under this pthread_t
+    }
+  }
+  all.count.store(all.by_thread.size(), std::memory_order_release);
+  return error;
+}
+
+void forget_births_in_new_process() noexcept {
+  // Another thread may have held the lock at the fork; the notes are the parent's threads'.
+  Births* const fresh = &births();
+  new (&fresh->lock) std::mutex;
+  new (&fresh->by_thread) std::unordered_map<pthread_t, ThreadBirth>;  // the old one's memory is let go
+  fresh->count.store(0, std::memory_order_relaxed);
+}
+
 ThreadBirth birth_of_new_thread() noexcept {
+  look_up_birth();
   if (!has_lineage) return {};
   return {thread_lineage, thread_lineage->lending.load(std::memory_order_acquire)};
 }
 
 void begin_thread(ThreadBirth birth) noexcept {
+  looked_up = true;  // told outright: nothing to look up
   if (!birth.parent) return;
   ThreadLineage* lineage = this_thread_lineage();
   if (lineage == nullptr) return;
@@ -76,6 +146,7 @@ void begin_thread(ThreadBirth birth) noexcept {
 }
 
 int inherited_worker_id() noexcept {
+  look_up_birth();
   const ThreadLineage* node = thread_lineage.get();
   for (int depth = 0; node != nullptr && node->parent && depth < 64; ++depth) {
     const std::uint64_t now = node->parent->lending.load(std::memory_order_acquire);
@@ -111,7 +182,10 @@ std::atomic<std::uint64_t> process_generation{1};
 
 }  // namespace
 
-void note_new_process() noexcept { process_generation.fetch_add(1, std::memory_order_acq_rel); }
+void note_new_process() noexcept {
+  process_generation.fetch_add(1, std::memory_order_acq_rel);
+  forget_births_in_new_process();
+}
 
 pid_t this_process_id() noexcept {
   thread_local pid_t cached = 0;
@@ -144,25 +218,12 @@ std::uint64_t this_thread_token() noexcept {
 }  // namespace pasha
 
 // pthread_create, as every thread of a program that links pasha is started (std::thread, std::async,
-// OpenMP, a library's pool): the new thread learns of the thread that started it (detail::ThreadLineage)
-// before it runs anything, then runs as it would have. The real one is the next definition (the C
-// library's, or a sanitizer's).
+// OpenMP, a library's pool): pasha's definition calls the real one (the next definition: the C
+// library's, or a sanitizer's, which may call this one in turn) and notes, under the registry's lock,
+// which thread started the new one when that one had a lineage; the new thread finds its note the first
+// time it asks who it works for, waiting for the lock if its starter still holds it. The new thread's
+// start routine is left as it is (a sanitizer's own must run first in the new thread).
 namespace {
-
-struct NewThread {
-  void* (*start)(void*);
-  void* argument;
-  pasha::detail::ThreadBirth birth;
-};
-
-void* start_new_thread(void* raw) {
-  NewThread* const made = static_cast<NewThread*>(raw);
-  void* (*const start)(void*) = made->start;
-  void* const argument = made->argument;
-  pasha::detail::begin_thread(std::move(made->birth));
-  delete made;
-  return start(argument);
-}
 
 using CreateThread = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
 
@@ -177,10 +238,7 @@ extern "C" __attribute__((visibility("default"))) int pthread_create(pthread_t* 
                                                                      void* (*start)(void*), void* argument) {
   const CreateThread real = real_pthread_create();
   pasha::detail::ThreadBirth birth = pasha::detail::birth_of_new_thread();
-  if (!birth.parent) return real(thread, attributes, start, argument);
-  auto* made = new (std::nothrow) NewThread{start, argument, std::move(birth)};
-  if (made == nullptr) return real(thread, attributes, start, argument);
-  const int error = real(thread, attributes, &start_new_thread, made);
-  if (error != 0) delete made;
-  return error;
+  if (!birth.parent && !pasha::detail::births_noted()) return real(thread, attributes, start, argument);
+  return pasha::detail::create_noting_birth(std::move(birth), [&] { return real(thread, attributes, start, argument); },
+                                            thread);
 }

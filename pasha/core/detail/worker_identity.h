@@ -4,10 +4,12 @@
 #ifndef PASHA_CORE_DETAIL_WORKER_IDENTITY_H_
 #define PASHA_CORE_DETAIL_WORKER_IDENTITY_H_
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 namespace pasha::detail {
@@ -37,6 +39,14 @@ ThreadBirth birth_of_new_thread() noexcept;
 void begin_thread(ThreadBirth birth) noexcept;
 // The worker id the calling thread works as through the thread that started it (and so on up), or -1.
 int inherited_worker_id() noexcept;
+
+// For pasha's pthread_create: whether any birth waits for its thread to look it up, and create() (the
+// real pthread_create, storing the new thread in *thread) under the lock the new thread looks its
+// birth up with, noting `birth` for it (or erasing a stale note under its pthread_t).
+bool births_noted() noexcept;
+int create_noting_birth(ThreadBirth birth, const std::function<int()>& create, pthread_t* thread);
+// In a new process (fork), first thing: the notes and their lock are the parent's.
+void forget_births_in_new_process() noexcept;
 
 // Lends `worker_id` to the threads the calling thread starts while the scope lives.
 class LentWorkerId {
