@@ -210,6 +210,9 @@ void MpiContext::launch(backend::Job& job) {
       // The check threw on this thread while it ran a share (this rank's caller was interrupted, or
       // another rank's part stopped): the map ends on every rank.
       if (job.interruption()) std::rethrow_exception(job.interruption());
+      // One last look, now that this part is done: an interruption that came with its last element
+      // (a kernel's KeyboardInterrupt taken for the caller's) fails the map on every rank, not after it.
+      if (part.checks_caller()) part.check_caller();
     } catch (const StoppedByAnotherRank&) {
       // Not this rank's failure: the other rank's record is the map's.
     } catch (const WorkerError& error) {

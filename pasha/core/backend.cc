@@ -156,7 +156,7 @@ void ErrorRecord::record(std::string_view type, std::string_view text, std::stri
   copy_truncated(type_name, sizeof(type_name), type);
   copy_truncated(message, sizeof(message), text);
   payload_size = bytes.size() <= kPayloadSize ? static_cast<std::uint32_t>(bytes.size()) : 0;
-  std::memcpy(payload, bytes.data(), payload_size);
+  if (payload_size > 0) std::memcpy(payload, bytes.data(), payload_size);
 }
 
 std::string_view ErrorRecord::type_name_text() const noexcept { return text_of(type_name, sizeof(type_name)); }

@@ -153,7 +153,12 @@ def test_a_local_context_of_the_wrong_kind_is_a_type_error():
         psh.MpiContext(psh.SerialContext(), comm='world')
 
 
-def test_ctrl_c_on_one_rank_stops_every_ranks_workers_within_a_second(ctx):
+@pytest.mark.parametrize('local, elements', [('serial', 'many'), ('threads', 'many'), ('processes', 'many'),
+                                             ('processes', 'one long')])
+def test_ctrl_c_on_one_rank_stops_every_ranks_workers_within_a_second(local, elements):
+    # Worker processes are stopped wherever they are; serial and thread workers (Python code in this
+    # process) at their next element, so their elements are short here.
+    ctx = psh.MpiContext(LOCALS[local]())
     # The last rank (the only one, under one rank) is interrupted (SIGINT, as Ctrl-C under mpirun or srun
     # sends it) once its map runs;
     # every rank's shares would take 10 s. The interrupted rank raises KeyboardInterrupt, the others
@@ -162,7 +167,8 @@ def test_ctrl_c_on_one_rank_stops_every_ranks_workers_within_a_second(ctx):
     import threading
     import time
     interrupted_rank = ctx.num_ranks - 1
-    per_element = 0.05
+    # Many short elements, or one long one per worker (the interrupt then comes with a rank's last).
+    per_element = 0.05 if elements == 'many' else 10
     n = int(10 / per_element) * ctx.num_workers
     started = ctx.alloc(shape=ctx.num_workers, dtype=np.int64, per_worker=False, fill=0)
 

@@ -48,7 +48,7 @@ def capture(exc: BaseException, max_bytes: int, tb: Any = None) -> bytes:
     again, its chain (``__cause__``, ``__context__``) included, at most `max_bytes`."""
     if tb is not None:
         exc.with_traceback(tb)
-    info = _describe(exc, _MAX_CHAIN)
+    info = _describe(exc, _MAX_CHAIN, max_bytes)
     info['traceback'] = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     data = pickle.dumps(info)
     while len(data) > max_bytes:
@@ -62,21 +62,28 @@ def capture(exc: BaseException, max_bytes: int, tb: Any = None) -> bytes:
 _MAX_CHAIN = 8
 
 
-def _describe(exc: BaseException, links: int) -> dict:
-    """`exc` as the caller rebuilds it: its type, message, pickles where they can be made, and the
-    exceptions it was raised from (``__cause__``) or while handling (``__context__``)."""
+def _describe(exc: BaseException, links: int, max_bytes: int = 1 << 20) -> dict:
+    """`exc` as the caller rebuilds it: its type, message, pickles where they can be made (each at
+    most `max_bytes`), and the exceptions it was raised from (``__cause__``) or while handling
+    (``__context__``; described once when it is the cause, as after ``raise ... from``)."""
     exc_type = type(exc)
     info: dict = {'module': exc_type.__module__, 'qualname': exc_type.__qualname__, 'message': _message(exc),
                   'suppress_context': exc.__suppress_context__}
     for key, value in (('args', exc.args), ('state', getattr(exc, '__dict__', {})), ('exception', exc)):
         try:
-            info[key] = pickle.dumps(value)
-        except Exception:  # not picklable: the caller makes do with less
-            pass
+            data = pickle.dumps(value)
+        except BaseException:  # not picklable: the caller makes do with less
+            continue
+        if len(data) <= max_bytes:
+            info[key] = data
     if links > 0:
-        for key, linked in (('cause', exc.__cause__), ('context', exc.__context__)):
-            if linked is not None and linked is not exc:
-                info[key] = _describe(linked, links - 1)
+        if exc.__cause__ is not None and exc.__cause__ is not exc:
+            info['cause'] = _describe(exc.__cause__, links - 1, max_bytes)
+        if exc.__context__ is not None and exc.__context__ is not exc:
+            if exc.__context__ is exc.__cause__ and 'cause' in info:
+                info['context_is_cause'] = True
+            else:
+                info['context'] = _describe(exc.__context__, links - 1, max_bytes)
     return info
 
 
@@ -85,6 +92,8 @@ def _shrink(info: dict) -> bool:
     cut."""
     for key in ('context', 'cause'):
         if key in info:
+            if key == 'cause':
+                info.pop('context_is_cause', None)
             del info[key]
             return True
     for key in ('exception', 'state', 'args'):
@@ -173,12 +182,16 @@ def _from_info(info: dict) -> Optional[BaseException]:
     exc = _exception_of(info)
     if exc is None:
         return None
+    if info.get('context_is_cause') and 'cause' in info:
+        info = dict(info, context=info['cause'])
+    rebuilt: dict = {}
     for key, attribute in (('cause', '__cause__'), ('context', '__context__')):
         if key in info:
-            linked = _from_info(info[key])
+            linked = rebuilt.get(id(info[key])) or _from_info(info[key])
             if linked is None:
                 name = f"{info[key]['module']}.{info[key]['qualname']}"
                 linked = WorkerError(f'{name}: {info[key]["message"]}', None, name)
+            rebuilt[id(info[key])] = linked
             try:
                 setattr(exc, attribute, linked)
             except Exception:

@@ -27,8 +27,10 @@ def _fresh(stream):
     try:
         fd = stream.fileno()
         raw = io.FileIO(fd, 'w', closefd=False)
-        return io.TextIOWrapper(io.BufferedWriter(raw), encoding=stream.encoding, errors=stream.errors,
-                                line_buffering=True)
+        # A buffer of 1 MiB: a line up to that long reaches the file in one write (a pipe keeps writes
+        # of up to 4 KiB whole against other writers).
+        return io.TextIOWrapper(io.BufferedWriter(raw, buffer_size=1 << 20), encoding=stream.encoding,
+                                errors=stream.errors, line_buffering=True)
     except (OSError, ValueError):
         return None
 

@@ -20,6 +20,8 @@ from several threads at once: maps on one context run one after the other.
 from __future__ import annotations
 
 import numbers
+import sys
+import threading
 import warnings
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
@@ -94,6 +96,19 @@ def _run_worker_with_hooks(context: 'MapContext', function: Callable, functor: F
     _iterate_share(function, functor, share, worker_id)
     for hook in reversed(hooks):
         function = hook.post_worker(context, function, worker_id)
+
+
+def _flush_callers_output() -> None:
+    """What the caller printed before a map goes out before its workers' output. Not from a daemon
+    thread: one the exiting interpreter ends while it holds a stream's lock would leave that lock to
+    the interpreter's own last flush (a fatal error)."""
+    if threading.current_thread().daemon:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a stream's own trouble: the map runs all the same
+            pass
 
 
 class MapContext:
@@ -309,6 +324,7 @@ class _EngineContext(MapContext):
             KeyboardInterrupt: Ctrl-C during the map (the workers are stopped first).
             ValueError, TypeError: bad arguments, naming them.
         """
+        _flush_callers_output()
         self._engine.map(function, Functor.try_wrap(functor), context=self, schedule=schedule, chunk=chunk,
                          progress=bool(progress), writes=self._writes())
 

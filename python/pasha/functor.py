@@ -237,16 +237,24 @@ class ExtraDataFunctor(Functor):
         # include_empty=True): each train it yields goes to its own index, and the trains it left out
         # are visited too, without data (None for a KeyData, {} for a collection), as pasha's reader
         # visits every train.
-        train_it = subobj.trains(include_empty=True) if is_key else subobj.trains()
+        try:
+            train_it = subobj.trains(include_empty=True) if is_key else subobj.trains()
+        except TypeError:  # an EXtra-data whose KeyData.trains() takes no include_empty
+            train_it = subobj.trains()
         empty = None if is_key else {}
         indices = range(*share.indices(self.n_trains))
         expected = iter(zip(indices, subobj.train_ids))
         index_of = {int(tid): index for index, tid in zip(indices, subobj.train_ids)}
+        passed = indices.start - 1  # the last index visited
         for train_id, data in train_it:
             index = index_of.get(int(train_id))
             if index is None:
                 raise ValueError(f'pasha: EXtra-data gave train {train_id}, which the {type(self.obj).__name__}\'s '
                                  f'train_ids do not hold')
+            if index <= passed:
+                raise ValueError(f'pasha: EXtra-data gave train {train_id} out of order or twice: each train must '
+                                 f'reach its own index once')
+            passed = index
             for skipped, skipped_id in expected:
                 if skipped == index:
                     break

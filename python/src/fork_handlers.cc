@@ -57,6 +57,7 @@ void let_go_of_h5py_lock() {
 // Each runs Python: a thread the exiting interpreter ends there stops for good (thread_end.h).
 void before_fork() {
   unless_thread_ended([] {
+    if (interpreter_is_exiting()) stop_this_thread_for_good();  // no GIL to be had any more
     gil_before_fork = PyGILState_Ensure();
     // (Python's stdout and stderr are not flushed here: a worker gets streams of its own and never
     // writes what the caller had buffered, pasha/_fork.py. A flush here, by a thread the exiting

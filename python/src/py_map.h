@@ -50,7 +50,12 @@ class GilReleased {
 // passes through here). Then the thread no longer holds the GIL, and gives back nothing.
 class GilHeld {
  public:
-  GilHeld() : state_(unless_thread_ended([] { return PyGILState_Ensure(); })) {}
+  GilHeld() : state_(unless_thread_ended([] {
+    // Once the interpreter exits, the GIL is not to be had (after Py_FinalizeEx, PyGILState_Ensure
+    // would touch what it freed): this thread stops here for good.
+    if (interpreter_is_exiting()) stop_this_thread_for_good();
+    return PyGILState_Ensure();
+  })) {}
   ~GilHeld() {
     if (holds_the_gil()) PyGILState_Release(state_);
   }

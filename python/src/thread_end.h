@@ -16,7 +16,7 @@
 
 namespace pasha::python {
 
-// Whether the interpreter is exiting (Py_IsFinalizing). Call with the GIL held.
+// Whether the interpreter is exiting, or has finished (Py_IsFinalizing: a load, safe without the GIL).
 bool interpreter_is_exiting() noexcept;
 
 // Blocks the calling thread until the process ends.

@@ -343,3 +343,41 @@ def test_workers_print_and_log_whole_lines_while_the_callers_threads_print_and_l
     assert set(out.splitlines()) <= whole_out, set(out.splitlines()) - whole_out
     assert set(err.splitlines()) <= whole_err, set(err.splitlines()) - whole_err
     assert out.count('worker 3 prints a line') == 4 * 15 and err.count('worker 3 logs a line') == 4 * 15
+
+
+def test_a_long_chain_raised_from_its_context_arrives_whole():
+    def chain(depth):  # raise ... from the exception being handled: each link's cause is its context
+        if depth == 0:
+            raise KeyError('x' * 200)
+        try:
+            chain(depth - 1)
+        except Exception as error:
+            raise ValueError(f'level {depth} ' + 'y' * 200) from error
+
+    def kernel(worker_id, index, value):
+        if index == 1:
+            chain(7)
+
+    with pytest.raises(ValueError, match='level 7') as caught:
+        psh.ProcessContext(2).map(kernel, range(2))
+    depth, link = 0, caught.value
+    while link.__cause__ is not None:
+        assert link.__context__ is link.__cause__, 'one object, as raised'
+        depth, link = depth + 1, link.__cause__
+    assert depth == 7 and isinstance(link, KeyError)
+
+
+def test_what_the_caller_printed_before_a_process_map_comes_before_what_its_workers_print(tmp_path):
+    out_file = tmp_path / 'out.txt'
+    code, out, err = run_script(f'''
+        import sys
+        import pasha as psh
+        sys.stdout = open({str(out_file)!r}, 'w')  # block-buffered, as a file is
+        print('before the map')
+        psh.ProcessContext(2).map(lambda w, i, v: print('worker line', i), range(2))
+        print('after the map')
+        sys.stdout.close()
+    ''', unbuffered=False)
+    assert code == 0, err
+    lines = out_file.read_text().splitlines()
+    assert lines[0] == 'before the map' and lines[-1] == 'after the map', lines

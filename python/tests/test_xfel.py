@@ -539,3 +539,15 @@ def test_trains_extra_data_leaves_out_are_visited_at_their_own_index_without_dat
 
     any_ctx.map(kernel, functor)
     assert list(seen) == [10, -2, -2, 13, -2, 15, 16, -2]
+
+
+def test_trains_extra_data_gives_out_of_order_are_an_error_naming_the_train(extra_data, tmp_path):
+    bogus = tmp_path / 'RAW-R0001-DA01-S00000.h5'
+    bogus.write_bytes(b'not HDF5' * 64)
+    kd = extra_data.keydata.KeyData(CAMERA, 'data.image.pixels', [str(bogus)], range(10, 14))
+    kd.trains = lambda keep_dims=False, include_empty=False: iter([(10, 1), (12, 1), (11, 1), (13, 1)])
+    with pytest.warns(UserWarning, match="through EXtra-data"):
+        functor = psh.Functor.try_wrap(kd)
+    functor.obj.select_trains = lambda s: kd
+    with pytest.raises(ValueError, match='train 11 out of order'):
+        psh.SerialContext().map(lambda *args: None, functor)
