@@ -331,3 +331,36 @@ TEST_P(SingleCallerConformance, MapsFromTwoThreadsNeverRunTwoKernelsUnderOneWork
 
 }  // namespace
 }  // namespace pasha::conformance
+
+namespace pasha::conformance {
+namespace {
+
+// Maps from several threads take turns in the order they asked: a thread mapping in a loop lets
+// another thread's map run after the map it is running and at most one more that asked before it.
+TEST_P(SingleCallerConformance, AThreadMappingInALoopCannotKeepAnotherFromItsTurn) {
+  const int n = context().num_workers();
+  std::atomic<int> loop_maps{0};
+  std::atomic<bool> stop{false};
+  std::thread looping([&] {
+    while (!stop.load()) {
+      context().map([](int, std::size_t, int) { std::this_thread::sleep_for(std::chrono::milliseconds(5)); },
+                    std::views::iota(0, n));
+      loop_maps.fetch_add(1);
+    }
+  });
+  while (loop_maps.load() < 2) std::this_thread::yield();
+  int most_waited = 0;
+  auto ran_at = context().alloc<int>(1, {.fill = -1});  // the loop's count when our kernel ran
+  for (int round = 0; round < 5; ++round) {
+    const int asked_at = loop_maps.load();
+    context().map([&](int, std::size_t, int) { ran_at[0] = loop_maps.load(); }, std::views::iota(0, 1));
+    ASSERT_GE(ran_at[0], asked_at);
+    most_waited = std::max(most_waited, ran_at[0] - asked_at);
+  }
+  stop.store(true);
+  looping.join();
+  EXPECT_LE(most_waited, 2) << "the looping thread's maps went first, again and again";
+}
+
+}  // namespace
+}  // namespace pasha::conformance

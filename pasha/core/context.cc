@@ -94,6 +94,7 @@ void Context::adopt_if_forked() {
     // The parent's maps do not continue here; whoever held the lock at the fork does not exist here.
     new (&map_mutex_) std::recursive_timed_mutex();
     map_holder_.store(0, std::memory_order_relaxed);
+    now_serving_.store(next_ticket_.load(std::memory_order_relaxed), std::memory_order_relaxed);  // no queue here
     rebuild_after_fork();
   } catch (...) {
     adopting_pid_.store(0, std::memory_order_release);

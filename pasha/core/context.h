@@ -259,10 +259,18 @@ class Context {
   friend std::shared_ptr<void> backend::allocate(Context& context, const backend::ArrayLayout& layout);
 
   // A map's turn: the map lock, held until the turn ends.
+  // Turns are taken in the order asked for (a ticket each), so that a thread mapping in a loop cannot
+  // keep another from its turn; a map from a hook of the map holding the lock (the same thread) takes
+  // it again at once.
   struct MapTurn {
+    MapTurn() = default;
+    MapTurn(const MapTurn&) = delete;
+    MapTurn& operator=(const MapTurn&) = delete;
+    ~MapTurn();
     std::unique_lock<std::recursive_timed_mutex> lock;
+    std::atomic<std::uint64_t>* served = nullptr;  // the counter to move on when the turn ends
   };
-  // Waits for the map lock.
+  // Waits for this thread's turn, then for the map lock.
   void take_turn(MapTurn& turn);
 
   // Marks the calling thread as the one holding the map lock, while it lives (MapHolder).
@@ -290,8 +298,11 @@ class Context {
   std::recursive_timed_mutex map_mutex_;  // one map at a time, hooks included (a hook may map)
   std::atomic<pid_t> owner_pid_;          // the process map_mutex_ and the context's state belong to
   std::atomic<pid_t> adopting_pid_{0};    // the process whose thread is adopting the context, or 0
-  // The thread holding map_mutex_ (0 when none), for add_hook's check.
+  // The thread holding map_mutex_ (0 when none), for add_hook's check and a hook's own map.
   std::atomic<std::uint64_t> map_holder_{0};
+  // Turn tickets: the next to hand out, and the one whose turn it is.
+  std::atomic<std::uint64_t> next_ticket_{0};
+  std::atomic<std::uint64_t> now_serving_{0};
 };
 
 // Checks a worker count for a context constructor; returns it or throws std::invalid_argument.
