@@ -47,26 +47,24 @@ def open_fds():
     return len(os.listdir('/proc/self/fd'))
 
 
-def mapped_bytes(address, size):
-    """How many bytes of [address, address + size) this process has mapped."""
-    mapped = 0
-    with open('/proc/self/maps') as maps:
-        for line in maps:
-            begin, end = (int(bound, 16) for bound in line.split(maxsplit=1)[0].split('-'))
-            mapped += max(0, min(end, address + size) - max(begin, address))
-    return mapped
-
-
-def mapping_at(address):
-    """What this process has mapped at `address`: the mapping's path ('' for anonymous memory), or
-    None where nothing is mapped."""
+def mappings():
+    """(begin, end, path) of each of this process's mappings (path '' for anonymous memory)."""
     with open('/proc/self/maps') as maps:
         for line in maps:
             fields = line.split(maxsplit=5)
             begin, end = (int(bound, 16) for bound in fields[0].split('-'))
-            if begin <= address < end:
-                return fields[5].strip() if len(fields) > 5 else ''
-    return None
+            yield begin, end, fields[5].strip() if len(fields) > 5 else ''
+
+
+def mapped_bytes(address, size):
+    """How many bytes of [address, address + size) this process has mapped."""
+    return sum(max(0, min(end, address + size) - max(begin, address)) for begin, end, _ in mappings())
+
+
+def mapping_at(address):
+    """The path of what this process has mapped at `address` ('' for anonymous memory), or None where
+    nothing is mapped."""
+    return next((path for begin, end, path in mappings() if begin <= address < end), None)
 
 
 def make_run_tool():
