@@ -130,7 +130,9 @@ void Context::run_job(detail::MapJobBase& job, const MapOptions& options) {
         const detail::LentWorkerId lend(0);
         hooks[i].post_map(*this);
       });
-  // Nothing more can fail the map: a helper's results are combined now, or not at all.
+  // Nothing more can fail the map: a helper's results are combined now, or not at all (a kernel's own
+  // post_map stage runs here, as worker 0's lender too).
+  const detail::LentWorkerId lend(0);
   job.combine_results(*this);
 }
 

@@ -133,7 +133,11 @@ void forget_births_in_new_process() noexcept {
 ThreadBirth birth_of_new_thread() noexcept {
   look_up_birth();
   if (!has_lineage) return {};
-  return {thread_lineage, thread_lineage->lending.load(std::memory_order_acquire)};
+  const std::uint64_t lending = thread_lineage->lending.load(std::memory_order_acquire);
+  // A thread that works for no worker now never will through this lending: its new thread needs no
+  // lineage (and chains of threads starting threads keep none alive).
+  if (lending == 0 && inherited_worker_id() < 0) return {};
+  return {thread_lineage, lending};
 }
 
 void begin_thread(ThreadBirth birth) noexcept {

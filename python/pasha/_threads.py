@@ -1,11 +1,13 @@
 """Threads that a kernel starts count as its worker (internal to pasha).
 
-pasha's engine sees every thread a C or C++ library starts (pthread_create), but not the threads
-Python's ``threading`` starts from this extension's point of view. So ``threading.Thread.start`` tells
-the new thread who started it: a thread started by a kernel (or a worker hook, or a map's pre_map or
+In a C++ program pasha sees every thread started with pthread_create; in Python it does not (the
+interpreter and other extensions call the C library's), so ``threading.Thread.start`` tells the new
+thread who started it: a thread started by a kernel (or a worker hook, or a map's pre_map or
 post_map hook) works as that kernel's worker while the kernel's share runs, and a map it calls runs
 inline with that worker id (``concurrent.futures`` pools started inside a kernel included). Any other
-thread's map waits its turn. Threads started with ``_thread.start_new_thread`` directly are not seen.
+thread's map waits its turn, among them threads of a pool made before the kernel ran, and threads that
+C code (OpenMP, numba, another extension) starts: a kernel must not wait for such a thread's map on the
+context running it. Threads started with ``_thread.start_new_thread`` directly are not seen either.
 """
 
 from __future__ import annotations

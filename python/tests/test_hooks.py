@@ -336,3 +336,29 @@ def test_a_post_stage_runs_only_when_what_it_follows_succeeded(any_ctx, failing_
         assert worker_0 == [(Journal.PRE_WORKER, 1), (Journal.PRE_WORKER, 2)], worker_0
     else:
         assert worker_0 == [(Journal.PRE_WORKER, n) for n in (1, 2, 3)], 'post_worker of a failed share'
+
+
+@pytest.mark.parametrize('stage', ['pre_map', 'post_map'])
+def test_a_thread_a_map_hook_starts_and_waits_for_maps_as_worker_0(any_ctx, stage):
+    import threading
+    seen = any_ctx.alloc(1, np.int64, fill=-1)
+
+    def inner(worker_id, index, value):
+        seen[0] = worker_id
+
+    class StartsAThread(MapHook):
+        def run(self, function):
+            thread = threading.Thread(target=any_ctx.map, args=(inner, [0]))
+            thread.start()
+            thread.join(timeout=30)
+            assert not thread.is_alive(), 'the hook\'s thread waited for a turn its starter holds'
+            return function
+
+    def kernel(worker_id, index, value):
+        pass
+
+    hook = StartsAThread()
+    setattr(hook, stage, lambda context, function: hook.run(function))
+    hook(kernel)
+    any_ctx.map(kernel, range(2))
+    assert seen[0] == 0
