@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Installs the `pasha` Python package: tools/bazel run //python:install [-- DIR]
-#   DIR given: the package goes into DIR/pasha (put DIR on PYTHONPATH).
-#   no DIR:    into the user's site-packages of /usr/bin/python3 (python3 -m site --user-site).
-# The package is built for Debian's Python 3.11 (/usr/bin/python3), with its numpy.
+# Stages the `pasha` Python package as built: tools/bazel run //python:install -- DIR
+# puts it in DIR/pasha (replacing what DIR/pasha held). DIR can go on PYTHONPATH for a quick try, and it is
+# what the build backend (python/build_backend) packs into a wheel. To install pasha into a Python
+# environment, use pip: `pip install .` from the checkout (README, Python).
 set -euo pipefail
+if (($# != 1)); then
+  echo "usage: tools/bazel run //python:install -- DIR   (stages the package in DIR/pasha)" >&2
+  echo "to install pasha into a Python environment: pip install . (from the checkout)" >&2
+  exit 2
+fi
 runfiles="${RUNFILES_DIR:-$0.runfiles}/pasha"
 [[ -d "$runfiles/python/pasha" ]] || runfiles="$(cd "$(dirname "$0")" && pwd)/install.runfiles/pasha"
 source="$runfiles/python/pasha"
 [[ -f "$source/__init__.py" ]] || { echo "install: the package is not in the runfiles ($source)" >&2; exit 1; }
 
-if (($# > 0)); then
-  target=$1
-  [[ "$target" = /* ]] || target="${BUILD_WORKING_DIRECTORY:-$PWD}/$target"
-else
-  target=$(/usr/bin/python3 -m site --user-site)
-fi
+target=$1
+[[ "$target" = /* ]] || target="${BUILD_WORKING_DIRECTORY:-$PWD}/$target"
+# A folder where pip installed a pasha (EXtra-pasha's or this one) is pip's to change.
+for record in "$target"/pasha-*.dist-info "$target"/pasha-*.egg-info "$target"/pasha.egg-link; do
+  if [[ -e "$record" ]]; then
+    echo "install: pip manages $target/pasha ($record); use pip install . or pip uninstall pasha there" >&2
+    exit 1
+  fi
+done
 mkdir -p "$target"
 rm -rf "$target/pasha"
 mkdir -p "$target/pasha"
@@ -25,7 +33,4 @@ mkdir -p "$target/pasha"
     cp -L "$file" "$target/pasha/$file"
   done)
 chmod -R u+w "$target/pasha"
-echo "pasha installed in $target/pasha"
-if (($# > 0)); then
-  echo "use it with: PYTHONPATH=$target /usr/bin/python3 your_script.py"
-fi
+echo "pasha staged in $target/pasha"

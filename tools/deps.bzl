@@ -5,11 +5,13 @@
 
 Every repository is declared only when the calling workspace has not declared one of the same name
 already, so a consumer can override any of them by declaring it first. Everything is local: the
-system libraries (GoogleTest, Google Benchmark, hwloc, HDF5, Open MPI, CPython's and pybind11's
-headers) come from Debian's packages
-(tools/bazel installs them) and Bazel's own implicit
+system libraries (GoogleTest, Google Benchmark, hwloc, HDF5, Open MPI, pybind11's headers) come
+from Debian's packages (tools/bazel installs them), CPython's headers from the interpreter the
+Python package is built for (tools/python_configure.bzl) and Bazel's own implicit
 repositories from Debian's bazel-bootstrap-source package.
 """
+
+load("//tools:python_configure.bzl", "python_headers")
 
 # Where Debian's bazel-bootstrap-source package installs the repositories Bazel 4 asks for implicitly.
 DEBIAN_BAZEL_MOCK_REPOS = "/usr/src/bazel-bootstrap/mock_repos"
@@ -32,8 +34,6 @@ _SYSTEM_LIBRARIES = {
     "hwloc": ("/usr", "hwloc.BUILD"),
     # Open MPI (libopenmpi-dev), for @pasha//contexts/mpi only.
     "openmpi": ("/usr/lib/x86_64-linux-gnu/openmpi", "openmpi.BUILD"),
-    # CPython's and pybind11's headers (python3-dev, pybind11-dev), for the Python package only.
-    "python_headers": ("/usr/include", "python.BUILD"),
 }
 
 def _stub_repository_impl(ctx):
@@ -68,3 +68,6 @@ def pasha_dependencies(mock_repos = DEBIAN_BAZEL_MOCK_REPOS):
                 path = path,
                 build_file = str(Label("//tools/third_party:" + overlay)),
             )
+    # CPython's headers (of $PASHA_PYTHON, or python3-dev's) and pybind11's, for the Python package only.
+    if not native.existing_rule("python_headers"):
+        python_headers(name = "python_headers", build_file = Label("//tools/third_party:python.BUILD"))

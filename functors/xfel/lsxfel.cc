@@ -68,8 +68,17 @@ std::size_t check_every_train(Context& context, const DataCollection& run) {
 }  // namespace
 
 int lsxfel(const std::vector<std::string>& args, Context& context) {
-  if (args.empty()) {
-    std::fprintf(stderr, "usage: lsxfel RUN_DIRECTORY|FILE.h5 [--keys] [--check]\n");
+  constexpr const char* kUsage =
+      "usage: lsxfel RUN_DIRECTORY|FILE.h5 [--keys] [--check]\n"
+      "  lists the files, trains and sources of a European XFEL run\n"
+      "  --keys   each source's keys, with their entry shapes and types\n"
+      "  --check  reads every train of every numeric key; exit status 1 if any cannot be read\n";
+  if (!args.empty() && (args[0] == "-h" || args[0] == "--help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (args.empty() || args[0].starts_with("-")) {
+    std::fputs(kUsage, stderr);
     return 2;
   }
   const std::string& path = args[0];

@@ -24,16 +24,24 @@ import warnings
 from functools import wraps
 from typing import Any, Callable, Optional, Union
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as error:
+    import sys as _sys
+    raise ImportError(
+        f'pasha needs numpy, which this Python ({_sys.executable}, {_sys.version.split()[0]}) cannot '
+        f'import ({error}). Install numpy into it (pip install numpy), or use an interpreter that has '
+        f'it: on Debian, /usr/bin/python3 with python3-numpy, or a venv made with '
+        f'`/usr/bin/python3 -m venv --system-site-packages`.', name='numpy') from error
 
 from . import _fork  # noqa: F401  (imported here, not in a worker right after its fork)
 from . import _threads  # noqa: F401  (threads a kernel starts count as its worker)
 from ._errors import WorkerError
 from .context import MapContext, PoolContext, ProcessContext, SerialContext, ThreadContext
 from .functor import DataArrayFunctor, ExtraDataFunctor, Functor, NdarrayFunctor, SequenceFunctor, XfelFunctor
+from ._version import __version__
 from .util import with_finalize, with_init, with_local_copies, with_reduction
 
-__version__ = '3.0.0'
 
 __all__ = [
     'MapContext', 'SerialContext', 'ThreadContext', 'ProcessContext', 'MpiContext',

@@ -10,6 +10,7 @@
 
 #include "functors/xfel/lsxfel.h"
 #include "python/src/engine.h"
+#include "python/src/thread_end.h"
 
 namespace pasha::python {
 namespace {
@@ -77,7 +78,7 @@ py::object numpy_uint64(std::uint64_t value) { return py::module_::import("numpy
 struct DeleteWithoutGil {
   template <class T>
   void operator()(T* object) const {
-    if (PyGILState_Check() != 0 && _Py_IsFinalizing() == 0) {
+    if (PyGILState_Check() != 0 && !interpreter_is_exiting()) {
       GilReleased release;
       delete object;
     } else {

@@ -24,6 +24,11 @@ ONE_OF_EACH = {
 }
 
 
+def pytest_report_header(config):
+    """Which pasha the tests run against (the build tree's, or an installed one)."""
+    return f'pasha {psh.__version__} from {os.path.dirname(psh.__file__)}'
+
+
 @pytest.fixture(params=list(CONTEXTS), ids=list(CONTEXTS))
 def ctx(request):
     return CONTEXTS[request.param]()
