@@ -4,7 +4,9 @@ The repository @python_headers holds the C headers of one CPython interpreter (i
 headers (pybind11/, from Debian's pybind11-dev) and interpreter.json, which says which interpreter it
 was: its path, version and EXT_SUFFIX. The interpreter is $PASHA_PYTHON, or Debian's /usr/bin/python3
 when that is unset. pasha's build backend (python/build_backend) sets it to the interpreter that runs
-pip, through --repo_env; a change of interpreter rebuilds only the extension module.
+pip, through --repo_env, with $PASHA_PYTHON_ID, which names that interpreter's build (version, ABI,
+headers, real executable): another interpreter at the same path (a venv made again) is a change too.
+A change of interpreter rebuilds only the extension module.
 """
 
 DEFAULT_PYTHON = "/usr/bin/python3"
@@ -43,5 +45,5 @@ def _python_headers_impl(ctx):
 python_headers = repository_rule(
     implementation = _python_headers_impl,
     attrs = {"build_file": attr.label(mandatory = True)},
-    environ = ["PASHA_PYTHON"],
+    environ = ["PASHA_PYTHON", "PASHA_PYTHON_ID"],
 )

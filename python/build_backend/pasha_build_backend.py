@@ -11,14 +11,20 @@ pip (or that of the venv pip installs into): its C headers, tags and EXT_SUFFIX,
 `--repo_env=PASHA_PYTHON=` (tools/python_configure.bzl).
 
 PASHA_PREBUILT_PACKAGE=DIR skips Bazel and packs DIR/pasha, as `tools/bazel run //python:install --
-DIR` staged it (what the packaging tests do, inside a Bazel test).
+DIR` staged it, with DIR/pasha-build.json (what the packaging tests do, inside a Bazel test).
+
+tools/bazel installs only the Debian packages the build needs when the backend runs it
+(PASHA_PACKAGES_FOR=build).
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import contextlib
+import fcntl
 import hashlib
+import json
 import io
 import os
 import re
@@ -158,24 +164,64 @@ def _bazel_environment() -> dict:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(('PYTHON', 'PIP_', 'PEP517'))}
     path = [p for p in environment.get('PATH', '/usr/bin:/bin').split(os.pathsep) if 'pip-build-env' not in p]
     environment['PATH'] = os.pathsep.join(path)
+    environment['PASHA_PACKAGES_FOR'] = 'build'
     return environment
 
 
+def interpreter_identity() -> str:
+    """What the extension module depends on in this interpreter: version, ABI, headers and the real
+    executable (a venv made again at the same path, for another Python, differs here)."""
+    base = getattr(sys, '_base_executable', None) or sys.executable
+    return '|'.join([sys.version.split()[0], sysconfig.get_config_var('SOABI') or '',
+                     sysconfig.get_paths()['include'], os.path.realpath(base)])
+
+
+@contextlib.contextmanager
+def _one_build_at_a_time():
+    """Holds a lock on this checkout's package builds: two at once, for two interpreters, would
+    rebuild the one extension module under each other."""
+    lock_path = Path(tempfile.gettempdir()) / f'pasha-build-{hashlib.sha256(bytes(ROOT)).hexdigest()[:16]}.lock'
+    with open(lock_path, 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _bazel(*arguments: str) -> None:
+    command = [str(ROOT / 'tools' / 'bazel'), *arguments]
+    print('pasha_build_backend:', ' '.join(command), flush=True)
+    result = subprocess.run(command, cwd=ROOT, env=_bazel_environment(), stdout=sys.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f'pasha_build_backend: the Bazel build failed (exit {result.returncode}): '
+                           f'{" ".join(command)}')
+
+
+def _check_built_for_this_interpreter(built_for: Path) -> None:
+    found = json.loads(built_for.read_text())
+    expected = {'version': '%d.%d' % sys.version_info[:2], 'ext_suffix': sysconfig.get_config_var('EXT_SUFFIX')}
+    if any(found.get(key) != value for key, value in expected.items()):
+        raise RuntimeError(f'pasha_build_backend: the extension module was built for {found.get("python")} '
+                           f'(Python {found.get("version")}), not for {sys.executable} (Python {expected["version"]})')
+
+
 def stage_package(target: Path) -> Path:
-    """Puts the built package in target/pasha (Bazel's, or PASHA_PREBUILT_PACKAGE's); returns it."""
+    """Puts the package built for this interpreter in target/pasha (Bazel's, or PASHA_PREBUILT_PACKAGE's);
+    returns it."""
     prebuilt = os.environ.get('PASHA_PREBUILT_PACKAGE')
     if prebuilt:
-        shutil.copytree(Path(prebuilt) / 'pasha', target / 'pasha',
-                        ignore=shutil.ignore_patterns('__pycache__'))
+        shutil.copytree(Path(prebuilt), target, dirs_exist_ok=True, ignore=shutil.ignore_patterns('__pycache__'))
     else:
-        command = [str(ROOT / 'tools' / 'bazel'), 'run', '--color=no', '--curses=no',
-                   f'--repo_env=PASHA_PYTHON={sys.executable}', '//python:install', '--', str(target)]
-        print('pasha_build_backend:', ' '.join(command), flush=True)
-        result = subprocess.run(command, cwd=ROOT, env=_bazel_environment(), stdout=sys.stderr)
-        if result.returncode != 0:
-            raise RuntimeError(f'pasha_build_backend: the Bazel build failed (exit {result.returncode}): '
-                               f'{" ".join(command)}')
+        with _one_build_at_a_time():
+            _bazel('run', '--color=no', '--curses=no', f'--repo_env=PASHA_PYTHON={sys.executable}',
+                   f'--repo_env=PASHA_PYTHON_ID={interpreter_identity()}', '//python:install', '--', str(target))
+            if (ROOT / 'PKG-INFO').exists():
+                # An unpacked source distribution (python -m build, pip install pasha-*.tar.gz): a Bazel
+                # server of its own, which would outlive the folder, stops here.
+                _bazel('shutdown')
+    built_for = target / 'pasha-build.json'
+    _check_built_for_this_interpreter(built_for)
+    built_for.unlink()
     package = target / 'pasha'
+    (package / '.staged-by-pasha-install').unlink(missing_ok=True)
     extension = package / EXTENSION_AS_BUILT
     if not extension.is_file():
         raise RuntimeError(f'pasha_build_backend: no extension module in {package}')
@@ -248,10 +294,15 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     return wheel_path.name
 
 
+# What an editable install puts on sys.path: a folder whose only entry is a link to python/pasha.
+EDITABLE_PATH = ROOT / 'python' / '.editable'
+
+
 def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
-    """An editable install: python/pasha of this checkout on sys.path (a .pth file), with the extension
-    module Bazel built put beside its sources (python/pasha/_pasha.cpython-*.so, ignored by git). Edits
-    of the Python files show at once; after a change to the C++, run `pip install -e .` again."""
+    """An editable install: python/pasha of this checkout on sys.path (a .pth file naming
+    python/.editable, which holds a link to it and nothing else), with the extension module Bazel built
+    put beside its sources (python/pasha/_pasha.cpython-*.so; both ignored by git). Edits of the Python
+    files show at once; after a change to the C++, run `pip install -e .` again."""
     with tempfile.TemporaryDirectory(prefix='pasha-editable-') as scratch:
         package = stage_package(Path(scratch))
         for built in package.glob('_pasha.*.so'):
@@ -259,15 +310,36 @@ def build_editable(wheel_directory, config_settings=None, metadata_directory=Non
         root = Path(scratch) / 'root'
         dist_info = _write_dist_info(root)
         files = _files_under(root)
-    files['pasha_editable.pth'] = ((str(PACKAGE_SOURCE.parent) + '\n').encode(), False)
+    EDITABLE_PATH.mkdir(exist_ok=True)
+    if not (EDITABLE_PATH / 'pasha').is_symlink():
+        (EDITABLE_PATH / 'pasha').symlink_to(Path('..') / 'pasha')
+    files['pasha_editable.pth'] = ((str(EDITABLE_PATH) + '\n').encode(), False)
     wheel_path = Path(wheel_directory) / _wheel_name()
     _zip_wheel(wheel_path, files, dist_info)
     return wheel_path.name
 
 
-# What a source distribution leaves out: version control, Bazel's outputs, built and cached files.
-_NOT_IN_SDIST = re.compile(r'(^|/)(\.git|\.bazel|bazel-[^/]*|__pycache__|build|dist|[^/]*\.egg-info)(/|$)'
+# What a source distribution leaves out of a folder that is not a git checkout: hidden files and
+# folders (but .bazelrc, .bazelignore, .ci, .gitignore), Bazel's outputs, built and cached files.
+_NOT_IN_SDIST = re.compile(r'(^|/)(\.(?!bazelrc$|bazelignore$|ci$|gitignore$)[^/]*|bazel-[^/]*|__pycache__)(/|$)'
                            r'|^python/pasha/_pasha\.[^/]*\.so$|\.pyc$')
+
+
+def _sdist_files() -> list:
+    """The checkout's files: git's (tracked, and new ones it does not ignore) in a git checkout."""
+    if (ROOT / '.git').exists():
+        listed = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=ROOT,
+                                capture_output=True, check=True).stdout.decode().split('\0')
+        return sorted(name for name in listed if name and (ROOT / name).is_file() and not (ROOT / name).is_symlink())
+    found = []
+    for directory, subdirectories, names in os.walk(ROOT):
+        relative_directory = Path(directory).relative_to(ROOT).as_posix()
+        prefix = '' if relative_directory == '.' else relative_directory + '/'
+        subdirectories[:] = sorted(d for d in subdirectories if not _NOT_IN_SDIST.search(f'{prefix}{d}/'))
+        for name in sorted(names):
+            if not _NOT_IN_SDIST.search(prefix + name) and not (Path(directory) / name).is_symlink():
+                found.append(prefix + name)
+    return found
 
 
 def build_sdist(sdist_directory, config_settings=None):
@@ -275,16 +347,9 @@ def build_sdist(sdist_directory, config_settings=None):
     base = f'{_normalized_name(read_pyproject()["project"]["name"])}-{version()}'
     sdist_path = Path(sdist_directory) / f'{base}.tar.gz'
     with tarfile.open(sdist_path, 'w:gz', format=tarfile.PAX_FORMAT) as sdist:
-        for directory, subdirectories, names in os.walk(ROOT):
-            relative_directory = Path(directory).relative_to(ROOT).as_posix()
-            subdirectories[:] = sorted(d for d in subdirectories
-                                       if not _NOT_IN_SDIST.search(f'{relative_directory}/{d}/'.lstrip('./')))
-            for name in sorted(names):
-                path = Path(directory) / name
-                relative = path.relative_to(ROOT).as_posix()
-                if path.is_symlink() or _NOT_IN_SDIST.search(relative):
-                    continue
-                sdist.add(path, f'{base}/{relative}', recursive=False)
+        for relative in _sdist_files():
+            if relative != 'PKG-INFO':
+                sdist.add(ROOT / relative, f'{base}/{relative}', recursive=False)
         pkg_info = metadata().encode()
         info = tarfile.TarInfo(f'{base}/PKG-INFO')
         info.size = len(pkg_info)

@@ -52,6 +52,7 @@ def project(tmp_path_factory):
     shutil.copytree(RUNFILES / 'python/pasha', root / 'python/pasha', ignore=shutil.ignore_patterns('_pasha.so'))
     staged = tmp_path_factory.mktemp('staged')
     shutil.copytree(RUNFILES / 'python/pasha', staged / 'pasha')
+    shutil.copyfile(RUNFILES.parent / 'python_headers' / 'interpreter.json', staged / 'pasha-build.json')
     return root, staged
 
 
@@ -116,6 +117,7 @@ def test_the_wheel_is_tagged_for_this_interpreter_and_records_every_file_it_hold
             assert int(size) == len(data)
         assert 'pasha/_pasha' + sysconfig.get_config_var('EXT_SUFFIX') in names
         assert 'pasha/py.typed' in names and 'pasha/xfel/lsxfel.py' in names
+        assert not [name for name in names if 'staged-by' in name or 'pasha-build' in name]
         metadata = archive.read('pasha-4.0.0.dist-info/METADATA').decode()
         assert 'Name: pasha\nVersion: 4.0.0\n' in metadata and 'Requires-Dist: numpy\n' in metadata
         assert 'Requires-Python: >=3.9\n' in metadata
@@ -185,8 +187,11 @@ def test_an_editable_install_imports_the_checkouts_sources(project, environment,
     bin_dir = venv(tmp_path / 'venv', environment)
     run(bin_dir / 'pip', 'install', '--no-deps', '-e', root, env=environment)
     where = run(bin_dir / 'python', '-c', 'import pasha; print(pasha.__file__)', env=environment, cwd=tmp_path)
-    assert where.stdout.strip() == str(root / 'python' / 'pasha' / '__init__.py')
+    assert Path(where.stdout.strip()).resolve() == root / 'python' / 'pasha' / '__init__.py'
     assert list((root / 'python' / 'pasha').glob('_pasha.cpython-*.so'))
+    # Only pasha: not the checkout's other folders of python/.
+    assert run(bin_dir / 'python', '-c', 'import build_backend', env=environment, cwd=tmp_path,
+               check=False).returncode == 1
     run(bin_dir / 'python', '-c', QUICK_GUIDE, env=environment, cwd=tmp_path)
 
 
@@ -194,8 +199,9 @@ def test_the_source_distribution_holds_the_checkout_without_build_outputs(projec
     root, _ = project
     (root / 'bazel-out').mkdir(exist_ok=True)
     (root / 'bazel-out' / 'junk').write_text('')
-    (root / '.git').mkdir(exist_ok=True)
-    (root / '.git' / 'HEAD').write_text('')
+    (root / '.venv').mkdir(exist_ok=True)
+    (root / '.venv' / 'junk.py').write_text('')
+    (root / '.env').write_text('secret')
     sys.path.insert(0, str(root / 'python' / 'build_backend'))
     try:
         import pasha_build_backend as backend
@@ -208,7 +214,8 @@ def test_the_source_distribution_holds_the_checkout_without_build_outputs(projec
     assert name == 'pasha-4.0.0.tar.gz'
     assert 'pasha-4.0.0/pyproject.toml' in names and 'pasha-4.0.0/PKG-INFO' in names
     assert 'pasha-4.0.0/python/pasha/__init__.py' in names
-    assert not [n for n in names if '/bazel-out' in n or '/.git' in n or n.endswith('.so')]
+    assert 'pasha-4.0.0/python/pasha/.staged-by-pasha-install' not in names
+    assert not [n for n in names if '/bazel-out' in n or '/.venv' in n or '/.env' in n or n.endswith('.so')]
 
 
 def test_the_backends_own_reader_of_pyproject_agrees_with_tomllib():
