@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 from mpi4py import MPI
@@ -119,6 +120,45 @@ def test_xfel_trains_are_split_across_ranks(ctx, tmp_path_factory):
     np.testing.assert_array_equal(sums, expected)
     assert sorted(set(ranks.tolist())) == list(range(COMM.size)), 'every rank reads a part of the trains'
     assert (np.diff(ranks) >= 0).all(), 'each rank reads one run of consecutive trains, in rank order'
+
+
+@numba.njit
+def compiled_triple(worker_id, index, value, out, elements_per_worker):
+    if value < 0:
+        raise ValueError('a negative value')
+    out[index] = 3 * value
+    elements_per_worker[worker_id] += 1
+
+
+@numba.njit
+def compiled_train_sum(worker_id, index, train_id, data, sums):
+    total = 0.0
+    for x in data.ravel():
+        total += x
+    sums[index] = total
+
+
+def test_a_compiled_kernel_maps_across_ranks_and_its_exception_reaches_every_rank(ctx, tmp_path_factory):
+    data = np.arange(1000.0)
+    out = ctx.alloc(shape=1000, dtype=np.float64, fill=0)
+    per_worker = ctx.zeros_per_worker((), np.int64)
+    ctx.map(compiled_triple, data, out, per_worker)
+    np.testing.assert_array_equal(out, 3 * data)
+    assert per_worker.sum() == 1000 and (per_worker > 0).all()
+    data[999] = -1  # the last rank's
+    with pytest.raises((ValueError, psh.WorkerError), match='a negative value'):
+        ctx.map(compiled_triple, data, out, per_worker)
+    run_dir = None
+    if COMM.rank == 0:
+        run_dir = str(tmp_path_factory.mktemp('mpi_compiled_run'))
+        subprocess.run([os.environ['PASHA_MAKE_RUN'], run_dir, '--trains', '24'], check=True,
+                       stdout=subprocess.DEVNULL)
+    run_dir = COMM.bcast(run_dir, root=0)
+    kd = RunDirectory(run_dir)['FXE_XAD_GEC/CAM/CAMERA:daqOutput', 'data.image.pixels']
+    sums = ctx.alloc(shape=len(kd.train_ids), dtype=np.float64, fill=-1)
+    ctx.map(compiled_train_sum, kd, sums)
+    expected = [0 if d is None else d.sum(dtype=np.float64) for _, d in kd.trains(include_empty=True)]
+    np.testing.assert_array_equal(sums, expected)
 
 
 def test_arrays_the_garbage_collector_frees_at_different_times_on_each_rank_never_hang(ctx):

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _pasha
+from . import _pasha, compiled
 from .functor import Functor
 
 __all__ = ['MapContext', 'HeapContext', 'SerialContext', 'ThreadContext', 'ProcessContext', 'PoolContext']
@@ -304,14 +304,18 @@ class _EngineContext(MapContext):
     def _alloc(self, shape: Tuple[int, ...], dtype: Any, order: str, fill: Any) -> np.ndarray:
         return self.alloc(shape, dtype, order, fill)
 
-    def map(self, function: Callable[..., Any], functor: Any, *, schedule: str = 'static', chunk: int = 0,
-            progress: bool = False) -> None:
+    def map(self, function: Callable[..., Any], functor: Any, *arrays: np.ndarray, schedule: str = 'static',
+            chunk: int = 0, progress: bool = False) -> None:
         """Apply `function` to every element of `functor`: ``function(worker_id, index, value, ...)``
         for each element, spread over this context's workers, returning once all are done.
 
         `functor` is a Functor or anything Functor.try_wrap wraps (sequences, numpy arrays along
         their first axis, xarray DataArrays, pasha.xfel's and EXtra-data's collections, objects
         with ``_pasha_functor_``). Hooks attached to `function` (pasha.util) run around it.
+
+        A numba-compiled `function` (``numba.njit``) runs natively in the workers, without the GIL,
+        and gets `arrays` (the arrays it writes or reads: numba copies global arrays) after its
+        value: ``function(worker_id, index, value, *arrays)`` (pasha.compiled).
 
         `schedule='dynamic'` hands out chunks of `chunk` elements (0: about 16 per worker) to free
         workers, for kernels whose cost varies (sequences, arrays and XFEL data). `progress=True` reports
@@ -324,9 +328,16 @@ class _EngineContext(MapContext):
             KeyboardInterrupt: Ctrl-C during the map (the workers are stopped first).
             ValueError, TypeError: bad arguments, naming them.
         """
+        functor = Functor.try_wrap(functor)
+        if compiled.is_compiled_kernel(function):
+            function = compiled.prepare(function, functor, arrays)
+        elif arrays:
+            raise TypeError(f'pasha: arrays after the collection are for compiled kernels (numba.njit); '
+                            f'{getattr(function, "__name__", function)!r} is a Python kernel, which reaches '
+                            f'arrays as any Python function does')
         _flush_callers_output()
-        self._engine.map(function, Functor.try_wrap(functor), context=self, schedule=schedule, chunk=chunk,
-                         progress=bool(progress), writes=self._writes())
+        self._engine.map(function, functor, context=self, schedule=schedule, chunk=chunk, progress=bool(progress),
+                         writes=self._writes())
 
     def _writes(self) -> Optional[list]:
         return None

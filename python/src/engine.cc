@@ -4,6 +4,7 @@
 #include <optional>
 #include <utility>
 
+#include "python/src/compiled.h"
 #include "python/src/xfel.h"
 
 namespace pasha::python {
@@ -127,6 +128,11 @@ std::vector<PyHook*> MapHooks::python_hooks() {
 }
 
 void Engine::map(const py::object& kernel, const py::object& functor, const MapRequest& request) {
+  // A numba-compiled kernel, as pasha.compiled prepared it: called natively by the workers.
+  if (py::isinstance<CompiledKernel>(kernel)) {
+    map_compiled(*this, kernel.cast<const CompiledKernel&>(), functor, request);
+    return;
+  }
   if (PyCallable_Check(kernel.ptr()) == 0) {
     throw py::type_error("pasha: the kernel must be callable, not " + py::repr(kernel).cast<std::string>());
   }

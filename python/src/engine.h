@@ -66,6 +66,11 @@ class Engine {
   template <class Functor>
   void run(Functor& functor, PyMap& map, const MapRequest& request);
 
+  // Runs `kernel` (a native kernel, without hooks) over `functor` with `request`'s options, without the
+  // GIL, and raises in Python what the workers raised.
+  template <class Kernel, class Functor>
+  void run_native(const Kernel& kernel, Functor& functor, const MapRequest& request);
+
  private:
   // Raises in Python (error_already_set) the failure `error` reports: the worker's own exception.
   [[noreturn]] void raise(const WorkerError& error) const;
@@ -93,6 +98,16 @@ void Engine::run(Functor& functor, PyMap& map, const MapRequest& request) {
   try {
     GilReleased release;
     context_->map(py_kernel, functor, request.options);
+  } catch (const WorkerError& error) {
+    raise(error);
+  }
+}
+
+template <class Kernel, class Functor>
+void Engine::run_native(const Kernel& kernel, Functor& functor, const MapRequest& request) {
+  try {
+    GilReleased release;
+    context_->map(kernel, functor, request.options);
   } catch (const WorkerError& error) {
     raise(error);
   }

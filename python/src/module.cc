@@ -12,6 +12,7 @@
 
 #include "contexts/mpi/mpi_context.h"
 #include "pasha/pasha.h"
+#include "python/src/compiled.h"
 #include "python/src/engine.h"
 #include "python/src/fork_handlers.h"
 #include "python/src/xfel.h"
@@ -144,6 +145,7 @@ PYBIND11_MODULE(_pasha, m) {
       "The shape of a per-worker array of `shape`: a worker axis of num_workers first ('C') or last ('F').");
 
   pasha::python::bind_xfel(m);
+  pasha::python::bind_compiled(m);
 
   m.def(
       "serial", [] { return std::make_shared<Engine>(std::make_shared<pasha::SerialContext>()); },

@@ -1,0 +1,165 @@
+#include "python/src/compiled.h"
+
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <utility>
+#include <variant>
+
+#include "pasha/core/detail/kernel_visitor.h"
+#include "python/src/engine.h"
+#include "python/src/py_map.h"
+#include "python/src/xfel.h"
+
+namespace pasha::python {
+namespace {
+
+// Elements [begin, end) of an element map, for one native call.
+struct ElementRange {
+  std::size_t begin;
+  std::size_t end;
+};
+
+// One train's rows (count rows at `data`), for one native call.
+struct TrainRows {
+  std::uint64_t train_id;
+  const void* data;
+  std::size_t count;
+};
+
+// The elements of a compiled map, in ranges: an indexed functor that hands its visitor one range at a
+// time (as many elements between two looks at the cancel flag as the engine's own loops run), so that
+// a failure or Ctrl-C stops the other workers at their next range.
+class ElementRanges {
+ public:
+  explicit ElementRanges(std::size_t size) : size_(size) {}
+  std::size_t size() const noexcept { return size_; }
+
+  template <class Visit>
+  void iterate(const IndexRange& share, Visit&& visit) const {
+    const std::size_t step = detail::cancel_check_interval(share.end - share.begin);
+    for (std::size_t begin = share.begin; begin < share.end; begin += step) {
+      if (!visit(begin, ElementRange{begin, std::min(share.end, begin + step)})) return;
+    }
+  }
+
+ private:
+  std::size_t size_;
+};
+
+// The trains of an XFEL key, each read by pasha's reader (no GIL) and handed over as its rows.
+template <class T>
+class KeyTrainRows {
+ public:
+  KeyTrainRows(const xfel::KeyData<T>& data, const PyMap& map) : data_(data), map_(&map) {}
+  std::size_t size() const noexcept { return data_.size(); }
+
+  template <class Visit>
+  void iterate(const IndexRange& share, Visit&& visit) const {
+    for (std::size_t i = share.begin; i < share.end; ++i) {
+      Array<T> rows;
+      try {
+        rows = data_.rows_of_train(i);
+      } catch (const xfel::FormatError& error) {
+        GilHeld gil;
+        raise_format_error(error, map_);
+      }
+      const std::size_t count = rows.ndim() > 0 ? rows.shape()[0] : 0;
+      if (!visit(i, TrainRows{data_.train_ids()[i], count > 0 ? rows.data() : nullptr, count})) return;
+    }
+  }
+
+ private:
+  const xfel::KeyData<T>& data_;
+  const PyMap* map_;
+};
+
+// The kernel as the engine calls it: the compiled entry, without the GIL; the GIL only to raise the
+// exception of a failed element (PyMap::fail carries it to the caller).
+class CompiledCall {
+ public:
+  static constexpr bool pasha_kernel_is_generic = false;
+
+  CompiledCall(const CompiledKernel& kernel, const PyMap& map) : kernel_(&kernel), map_(&map) {}
+
+  void operator()(int worker, std::size_t, ElementRange range) const {
+    const std::int64_t failed =
+        kernel_->entry()(worker, static_cast<std::int64_t>(range.begin), static_cast<std::int64_t>(range.end),
+                         kernel_->pointers().data(), kernel_->shapes().data());
+    if (failed >= 0) fail(worker, failed);
+  }
+
+  void operator()(int worker, std::size_t index, TrainRows rows) const {
+    // The table with this train's id and rows (a copy per call: workers run trains at the same time).
+    std::vector<void*> pointers = kernel_->pointers();
+    std::vector<std::int64_t> shapes = kernel_->shapes();
+    shapes[0] = static_cast<std::int64_t>(rows.train_id);
+    pointers[0] = const_cast<void*>(rows.data);
+    shapes[1] = static_cast<std::int64_t>(rows.count);
+    const auto at = static_cast<std::int64_t>(index);
+    const std::int64_t failed = kernel_->entry()(worker, at, at + 1, pointers.data(), shapes.data());
+    if (failed >= 0) fail(worker, failed);
+  }
+
+ private:
+  [[noreturn]] void fail(int worker, std::int64_t index) const {
+    GilHeld gil;
+    try {
+      kernel_->explain_failure()(worker, index);
+      throw py::error_already_set();  // not reached: explain_failure always raises
+    } catch (py::error_already_set& error) {
+      error.restore();
+    }
+    map_->fail();
+  }
+
+  const CompiledKernel* kernel_;
+  const PyMap* map_;
+};
+
+}  // namespace
+
+CompiledKernel::CompiledKernel(std::uintptr_t entry, std::size_t size, const std::vector<std::uintptr_t>& pointers,
+                               std::vector<std::int64_t> shapes, bool over_trains, py::object explain_failure,
+                               py::list keep_alive)
+    : entry_(reinterpret_cast<Entry>(entry)),
+      size_(size),
+      shapes_(std::move(shapes)),
+      over_trains_(over_trains),
+      explain_failure_(std::move(explain_failure)),
+      keep_alive_(std::move(keep_alive)) {
+  if (entry == 0) throw std::invalid_argument("pasha: a compiled kernel without an entry");
+  for (const std::uintptr_t pointer : pointers) pointers_.push_back(reinterpret_cast<void*>(pointer));
+  if (pointers_.empty() || shapes_.size() < (over_trains ? 2U : 1U)) {
+    throw std::invalid_argument("pasha: a compiled kernel without data");
+  }
+}
+
+void map_compiled(Engine& engine, const CompiledKernel& kernel, const py::object& functor, const MapRequest& request) {
+  PyMap map(request.context, kernel.explain_failure(), engine.num_workers());
+  const CompiledCall call(kernel, map);
+  if (!kernel.over_trains()) {
+    ElementRanges ranges(kernel.size());
+    engine.run_native(call, ranges, request);
+    return;
+  }
+  const py::object target = py::getattr(functor, "_pasha", py::none()).is_none()
+                                ? functor.attr("obj").attr("_engine")
+                                : functor.attr("_pasha").attr("_engine");
+  std::visit(
+      [&](const auto& data) {
+        KeyTrainRows trains(data, map);
+        engine.run_native(call, trains, request);
+      },
+      target.cast<const XfelKey&>().data());
+}
+
+void bind_compiled(py::module_& m) {
+  py::class_<CompiledKernel>(m, "CompiledKernel", "A numba-compiled kernel prepared for one map (internal: pasha.compiled).")
+      .def(py::init<std::uintptr_t, std::size_t, const std::vector<std::uintptr_t>&, std::vector<std::int64_t>, bool,
+                    py::object, py::list>(),
+           py::arg("entry"), py::arg("size"), py::arg("pointers"), py::arg("shapes"), py::arg("over_trains"),
+           py::arg("explain_failure"), py::arg("keep_alive"));
+}
+
+}  // namespace pasha::python
