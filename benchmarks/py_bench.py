@@ -1,20 +1,31 @@
 """pasha from Python, against what a Python user writes by hand and against the same work in C++.
 
-    tools/bazel run //benchmarks:py_bench [-- --quick] [--skip-xfel] [--skip-mpi]
+    tools/bazel run //benchmarks:py_bench [-- --quick] [--skip-xfel] [--skip-mpi] [--only 6,7]
 
 Every comparison runs its contenders in turn, repetition after repetition, in this one process (or,
 for C++ and MPI, in processes started for them), and reports medians and their ratio: pasha's time
 over the other's (below 1: pasha is faster). Results are checked to agree before they are timed.
 
-  1. Fixed cost: a ProcessContext(2) map of 1,000 trivial kernels vs multiprocessing.Pool(2).map of
-     the same (EXtra-pasha's mechanism: a fork pool per map).
+  1. Fixed cost: a ProcessContext(2) map of 1,000 trivial kernels vs what EXtra-pasha does per map,
+     written by hand: a fork multiprocessing.Pool(2) per map, with an initializer that hands out worker
+     ids, starmap over the two shares, and the pool's exit (pasha's map also returns once its workers
+     have exited: both sides time worker exit).
   2. Per element: a SerialContext map of a trivial kernel over 10^6 floats vs a plain Python loop
      calling the same function.
   3. A numpy-heavy kernel per row of a 2-d array: ProcessContext(2) vs SerialContext.
   4. European XFEL: the sum of each train's camera images (1024x1024 uint16, about 2 GB, page cache
      warm) with pasha.xfel on ProcessContext(2) vs an h5py loop reading train by train in one
      process, and vs pasha's C++ map of the same sum (//benchmarks:xfel_sum) on ProcessContext(2).
+     Also the same sum with a compiled (numba) kernel, on ThreadContext(2) and ProcessContext(2), vs
+     pasha's C++ map on the same context (each timed inside its own process: the maps only).
   5. MPI weak scaling: the same numpy work per rank on 1 and 2 ranks (mpirun), SerialContext each.
+  6. Compiled kernels: out[i] = 3 * in[i] over 10^7 float64 with a numba.njit kernel on ThreadContext(1)
+     and (2), vs pasha's C++ thread map of the same (//benchmarks:triple_map, timed inside its
+     process), and how each scales from 1 to 2 workers.
+  7. Allocation: 1 GiB (a float64 array of 1,024 rows) allocated and written once by a compiled kernel
+     that fills each row, pasha's alloc vs numpy's np.empty (and alloc(fill=0) vs np.zeros), with the
+     same map on the same context, in every context; warm (repeated in this process) and in a fresh
+     process each time (the time of alloc plus map, measured inside it).
 """
 
 import argparse
@@ -28,6 +39,7 @@ import sys
 import tempfile
 import time
 
+import numba
 import numpy as np
 
 import pasha as psh
@@ -71,23 +83,42 @@ def trivial(worker_id, index, value):
     pass
 
 
-def trivial_for_pool(value):
-    pass
+_worker_id = None
+
+
+def _init_pool_worker(id_queue):
+    """EXtra-pasha's pool initializer: each worker process takes its id from a queue."""
+    global _worker_id
+    _worker_id = id_queue.get()
+
+
+def _run_pool_share(kernel, items, share):
+    """EXtra-pasha's run_worker: the kernel over one share, with the worker's id."""
+    for index in share:
+        kernel(_worker_id, index, items[index])
+
+
+def extra_pasha_style_map(fork, kernel, items, num_workers):
+    """What EXtra-pasha's ProcessContext.map does, by hand: a pool per map (fork), worker ids through an
+    initializer, starmap over even shares, and the pool's exit (terminate joins its workers)."""
+    id_queue = fork.Queue()
+    for worker_id in range(num_workers):
+        id_queue.put(worker_id)
+    bounds = np.linspace(0, len(items), num_workers + 1).astype(int)
+    shares = [range(bounds[w], bounds[w + 1]) for w in range(num_workers)]
+    with fork.Pool(num_workers, initializer=_init_pool_worker, initargs=(id_queue,)) as pool:
+        pool.starmap(_run_pool_share, [(kernel, items, share) for share in shares])
 
 
 def fixed_cost(repetitions):
     context = psh.ProcessContext(2)
     items = list(range(1000))
     fork = multiprocessing.get_context('fork')
-
-    def pool_map():
-        with fork.Pool(2) as pool:
-            pool.map(trivial_for_pool, items)
-
+    baseline = 'by hand: EXtra-pasha\'s Pool(2) per map, starmap'
     medians = median_times({'pasha ProcessContext(2).map': lambda: context.map(trivial, items),
-                            'multiprocessing Pool(2).map (a pool per map)': pool_map}, repetitions)
-    report('1. fixed cost: 1,000 trivial kernels on 2 worker processes', medians, 'pasha ProcessContext(2).map',
-           'multiprocessing Pool(2).map (a pool per map)', 0.2, 'process map vs multiprocessing.Pool, fixed cost')
+                            baseline: lambda: extra_pasha_style_map(fork, trivial, items, 2)}, repetitions)
+    report('1. fixed cost: 1,000 trivial kernels on 2 worker processes (both sides until the workers exited)',
+           medians, 'pasha ProcessContext(2).map', baseline, 0.2, 'process map vs a Pool per map, fixed cost')
 
 
 # --- 2. Per-element cost of a serial map ----------------------------------------------------------
@@ -179,11 +210,12 @@ def xfel(repetitions, trains):
             touched[index] = 0 if data is None else data.reshape(-1)[::2048].sum()
 
         cxx_times = []
+        cxx_times_by_kind = {'threads': [], 'processes': []}
 
-        def cxx_map():
-            out = subprocess.run([os.environ['PASHA_XFEL_SUM'], run_dir, '2', '1'], check=True, capture_output=True,
-                                 text=True).stdout.split('\n')
-            cxx_times.append(float(out[0]))
+        def cxx_map(kind='processes', times=cxx_times):
+            out = subprocess.run([os.environ['PASHA_XFEL_SUM'], run_dir, '2', '1', kind], check=True,
+                                 capture_output=True, text=True).stdout.split('\n')
+            times.append(float(out[0]))
             cxx_total[0] = int(out[1].split()[1])
 
         cxx_total = [0]
@@ -213,8 +245,41 @@ def xfel(repetitions, trains):
         delivery = medians['pasha.xfel, ProcessContext(2), one value a page'] / medians['C++ map, ProcessContext(2)']
         say(f'  (delivering the rows to a Python kernel that reads one value a page, over the C++ map with its '
             f'sum: {delivery:.2f}; the rest is numpy\'s sum of uint16, slower than the C++ loop)')
+
+        # A compiled kernel (numba) for the same sum, against the C++ map on the same kind of context.
+        compiled_sums = {kind: psh.ThreadContext(2) if kind == 'threads' else psh.ProcessContext(2)
+                         for kind in ('threads', 'processes')}
+        outputs = {kind: ctx.alloc(shape=n, dtype=np.uint64) for kind, ctx in compiled_sums.items()}
+        for kind, ctx in compiled_sums.items():
+            ctx.map(compiled_train_sum, images, outputs[kind])
+            assert (outputs[kind] == reference).all(), f'the compiled kernel on {kind} and h5py disagree'
+        contenders = {}
+        for kind, ctx in compiled_sums.items():
+            contenders[f'compiled kernel, {kind}(2)'] = (lambda c=ctx, k=kind: c.map(compiled_train_sum, images,
+                                                                                      outputs[k]))
+            contenders[f'C++ map, {kind}(2) (process start)'] = (
+                lambda k=kind: cxx_map(k, cxx_times_by_kind[k]))
+        medians = median_times(contenders, repetitions)
+        say(f'\n4b. the same sum with a compiled (numba) kernel, against the C++ map (its own time inside its '
+            f'process)')
+        for kind in ('threads', 'processes'):
+            compiled_time = medians[f'compiled kernel, {kind}(2)']
+            cxx_time = statistics.median(cxx_times_by_kind[kind][1:] or cxx_times_by_kind[kind])
+            say(f'  compiled kernel, {kind}(2) {compiled_time * 1e3:10.2f} ms   C++ map, {kind}(2) '
+                f'{cxx_time * 1e3:10.2f} ms')
+            ratio = compiled_time / cxx_time
+            say(f'  ratio compiled / C++ on {kind}: {ratio:.2f} (target <= 1.15)')
+            RESULTS.append((f'XFEL sum, compiled kernel vs C++, {kind}', ratio, 1.15, ''))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@numba.njit
+def compiled_train_sum(worker_id, index, train_id, data, sums):
+    total = np.uint64(0)
+    for x in data.ravel():
+        total += x
+    sums[index] = total
 
 
 # --- 5. MPI weak scaling --------------------------------------------------------------------------
@@ -294,6 +359,117 @@ def mpi_weak_scaling(repetitions):
     RESULTS.append(('MPI weak scaling 1 -> 2 ranks (efficiency)', efficiency, 0.9, 'higher is better'))
 
 
+# --- 6. Compiled kernels ---------------------------------------------------------------------------
+
+@numba.njit
+def compiled_triple(worker_id, index, value, out):
+    out[index] = 3 * value
+
+
+def cxx_triple_map_times(n, workers, repetitions, kind='threads'):
+    """The C++ map's own times (inside its process) for out[i] = 3 * in[i] over n doubles."""
+    out = subprocess.run([os.environ['PASHA_TRIPLE_MAP'], str(n), str(workers), str(repetitions), kind], check=True,
+                         capture_output=True, text=True).stdout.split('\n')
+    assert float(out[repetitions].split()[1]) == 3 * (n - 1) * n / 2, 'the C++ map computed something else'
+    return [float(line) for line in out[:repetitions]]
+
+
+def compiled_kernels(repetitions, n):
+    inp = np.arange(n, dtype=np.float64)
+    medians = {}
+    for workers in (1, 2):
+        ctx = psh.ThreadContext(workers)
+        out = ctx.alloc(like=inp, fill=0)
+        ctx.map(compiled_triple, inp, out)
+        assert out.sum() == 3 * (n - 1) * n / 2
+        times = []
+        for _ in range(repetitions):
+            start = time.perf_counter()
+            ctx.map(compiled_triple, inp, out)
+            times.append(time.perf_counter() - start)
+        medians[f'compiled kernel, ThreadContext({workers})'] = statistics.median(times)
+        medians[f'C++ map, ThreadContext({workers})'] = statistics.median(cxx_triple_map_times(n, workers,
+                                                                                               repetitions))
+    say(f'\n6. compiled kernels: out[i] = 3 * in[i] over {n:,} float64 (the maps only; C++ timed inside its process)')
+    for name, seconds in medians.items():
+        say(f'  {name:48s} {seconds * 1e3:10.2f} ms')
+    ratio = medians['compiled kernel, ThreadContext(2)'] / medians['C++ map, ThreadContext(2)']
+    say(f'  ratio compiled / C++, 2 threads: {ratio:.2f} (target <= 1.2)')
+    RESULTS.append(('thread map, compiled kernel vs C++', ratio, 1.2, ''))
+    compiled_speedup = medians['compiled kernel, ThreadContext(1)'] / medians['compiled kernel, ThreadContext(2)']
+    cxx_speedup = medians['C++ map, ThreadContext(1)'] / medians['C++ map, ThreadContext(2)']
+    say(f'  1 -> 2 threads: compiled {compiled_speedup:.2f}x, C++ {cxx_speedup:.2f}x (this map is bound by '
+        f'memory bandwidth)')
+    RESULTS.append(('thread scaling 1 -> 2, compiled / C++', compiled_speedup / cxx_speedup, 0.9,
+                    'higher is better'))
+
+
+# --- 7. Allocation ---------------------------------------------------------------------------------
+
+ALLOC_ROWS = 1024
+ALLOC_ROW_LENGTH = (1 << 30) // 8 // ALLOC_ROWS  # 1 GiB of float64
+
+
+@numba.njit
+def fill_row(worker_id, index, row):
+    for k in range(row.shape[0]):
+        row[k] = index
+
+
+ALLOC_CONTEXTS = {'serial': lambda: psh.SerialContext(), 'threads': lambda: psh.ThreadContext(2),
+                  'processes': lambda: psh.ProcessContext(2)}
+ALLOC_CONTENDERS = {
+    'pasha alloc': lambda ctx: ctx.alloc(shape=(ALLOC_ROWS, ALLOC_ROW_LENGTH)),
+    'np.empty': lambda ctx: np.empty((ALLOC_ROWS, ALLOC_ROW_LENGTH)),
+    'pasha alloc(fill=0)': lambda ctx: ctx.alloc(shape=(ALLOC_ROWS, ALLOC_ROW_LENGTH), fill=0),
+    'np.zeros': lambda ctx: np.zeros((ALLOC_ROWS, ALLOC_ROW_LENGTH)),
+}
+
+
+def alloc_and_map(ctx, contender):
+    """Seconds of allocating 1 GiB with `contender` and writing it with one map on `ctx`."""
+    start = time.perf_counter()
+    array = ALLOC_CONTENDERS[contender](ctx)
+    ctx.map(fill_row, array)
+    seconds = time.perf_counter() - start
+    del array
+    return seconds
+
+
+def alloc_once_main(kind, contender):
+    """In a fresh process (--alloc-once): prints the seconds of one alloc_and_map (numba's entry for the
+    kernel compiled first, on a small array)."""
+    ctx = ALLOC_CONTEXTS[kind]()
+    ctx.map(fill_row, np.empty((2, 4)))
+    print(alloc_and_map(ctx, contender))
+
+
+def allocation(repetitions):
+    say('\n7. allocation: 1 GiB allocated and written by one map of a compiled kernel (a row each)')
+    for kind, make in ALLOC_CONTEXTS.items():
+        ctx = make()
+        ctx.map(fill_row, np.empty((2, 4)))
+        warm = {contender: [] for contender in ALLOC_CONTENDERS}
+        fresh = {contender: [] for contender in ALLOC_CONTENDERS}
+        names = list(ALLOC_CONTENDERS)
+        for r in range(repetitions):  # each round in another order: the first after a free is no one's
+            for k in range(len(names)):
+                contender = names[(k + r) % len(names)]
+                warm[contender].append(alloc_and_map(ctx, contender))
+        for r in range(repetitions):
+            for k in range(len(names)):
+                contender = names[(k + r) % len(names)]
+                out = subprocess.run([sys.executable, __file__, '--alloc-once', kind, contender], check=True,
+                                     capture_output=True, text=True).stdout
+                fresh[contender].append(float(out))
+        for label, times in (('warm', warm), ('fresh process', fresh)):
+            medians = {contender: statistics.median(t) for contender, t in times.items()}
+            say(f'  {kind:9s} {label:13s} ' + '  '.join(f'{c} {m * 1e3:7.1f} ms' for c, m in medians.items()))
+            for pasha_name, numpy_name in (('pasha alloc', 'np.empty'), ('pasha alloc(fill=0)', 'np.zeros')):
+                ratio = medians[pasha_name] / medians[numpy_name]
+                RESULTS.append((f'1 GiB {pasha_name} + map vs {numpy_name}, {kind}, {label}', ratio, 1.0, ''))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='fewer repetitions and smaller inputs')
@@ -301,7 +477,12 @@ def main():
     parser.add_argument('--skip-mpi', action='store_true')
     parser.add_argument('--mpi-rank', type=int, help=argparse.SUPPRESS)
     parser.add_argument('--solo-work', type=int, help=argparse.SUPPRESS)
+    parser.add_argument('--alloc-once', nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument('--only', help='run only these sections (comma-separated numbers, e.g. 6,7)')
     args = parser.parse_args()
+    if args.alloc_once is not None:
+        alloc_once_main(*args.alloc_once)
+        return
     if args.mpi_rank is not None:
         mpi_rank_main(args.mpi_rank)
         return
@@ -310,13 +491,21 @@ def main():
         return
     repetitions = 5 if args.quick else 11
     say(f'pasha {psh.__version__} from Python: medians of {repetitions} repetitions, contenders side by side')
-    fixed_cost(repetitions)
-    per_element(repetitions, 200_000 if args.quick else 1_000_000)
-    numpy_rows(repetitions, 64 if args.quick else 256)
-    if not args.skip_xfel:
+    only = set(args.only.split(',')) if args.only else set('1234567')
+    if '1' in only:
+        fixed_cost(repetitions)
+    if '2' in only:
+        per_element(repetitions, 200_000 if args.quick else 1_000_000)
+    if '3' in only:
+        numpy_rows(repetitions, 64 if args.quick else 256)
+    if '4' in only and not args.skip_xfel:
         xfel(3 if args.quick else 5, 200 if args.quick else 700)
-    if not args.skip_mpi:
+    if '5' in only and not args.skip_mpi:
         mpi_weak_scaling(3 if args.quick else 5)
+    if '6' in only:
+        compiled_kernels(repetitions, 10_000_000)
+    if '7' in only:
+        allocation(3 if args.quick else 5)
     say('\ntracked ratios')
     for what, ratio, target, note in RESULTS:
         higher = note == 'higher is better'

@@ -6,5 +6,6 @@ set -euo pipefail
 here="${RUNFILES_DIR:-$0.runfiles}/pasha"
 [[ -d "$here" ]] || here=$(pwd)
 export PYTHONPATH="$here/python${PYTHONPATH:+:$PYTHONPATH}"
-export PASHA_MAKE_RUN="$here/tools/xfel/make_run" PASHA_XFEL_SUM="$here/benchmarks/xfel_sum"
+export PASHA_MAKE_RUN="$here/tools/xfel/make_run" PASHA_XFEL_SUM="$here/benchmarks/xfel_sum" \
+  PASHA_TRIPLE_MAP="$here/benchmarks/triple_map"
 exec /usr/bin/python3 "$here/benchmarks/py_bench.py" "$@"

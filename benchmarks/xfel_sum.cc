@@ -3,12 +3,14 @@
 // maps once to warm up (page cache, forked workers' first touches), then prints the seconds of each
 // timed map, one per line, and the total of the sums (so that the caller can check them).
 //
-//   xfel_sum RUN_DIRECTORY WORKERS REPETITIONS     (a ProcessContext of WORKERS workers)
+//   xfel_sum RUN_DIRECTORY WORKERS REPETITIONS [processes|threads]   (a context of WORKERS workers)
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <memory>
+#include <stdexcept>
 #include <numeric>
 #include <string>
 
@@ -16,17 +18,25 @@
 #include "pasha/pasha.h"
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: xfel_sum RUN_DIRECTORY WORKERS REPETITIONS\n");
+  if (argc != 4 && argc != 5) {
+    std::fprintf(stderr, "usage: xfel_sum RUN_DIRECTORY WORKERS REPETITIONS [processes|threads]\n");
     return 2;
   }
   try {
     const auto run = pasha::xfel::RunDirectory(argv[1]);
     const auto images = run.key_data<std::uint16_t>("FXE_XAD_GEC/CAM/CAMERA:daqOutput", "data.image.pixels");
-    pasha::ProcessContext context(std::stoi(argv[2]));
-    auto sums = context.alloc<std::uint64_t>({images.size()}, {.fill = 0});
+    const std::string kind = argc == 5 ? argv[4] : "processes";
+    std::unique_ptr<pasha::Context> context;
+    if (kind == "processes") {
+      context = std::make_unique<pasha::ProcessContext>(std::stoi(argv[2]));
+    } else if (kind == "threads") {
+      context = std::make_unique<pasha::ThreadContext>(std::stoi(argv[2]));
+    } else {
+      throw std::invalid_argument("the context is processes or threads, not " + kind);
+    }
+    auto sums = context->alloc<std::uint64_t>({images.size()}, {.fill = 0});
     const auto sum_each_train = [&] {
-      context.map(
+      context->map(
           [sums](int, std::size_t index, std::uint64_t, pasha::Array<std::uint16_t> rows) mutable {
             // The plain 64-bit sum of every pixel, as numpy's sum() of the rows computes it.
             sums[index] = std::accumulate(rows.begin(), rows.end(), std::uint64_t{0});

@@ -273,6 +273,16 @@ Binding BindingPlan::policy() const noexcept { return state_->policy; }
 
 int BindingPlan::num_cores() const noexcept { return state_->num_units; }
 
+int BindingPlan::num_numa_nodes() const noexcept {
+  std::vector<int> nodes;
+  for (const auto& worker : state_->workers) {
+    if (worker.numa_node >= 0 && std::find(nodes.begin(), nodes.end(), worker.numa_node) == nodes.end()) {
+      nodes.push_back(worker.numa_node);
+    }
+  }
+  return std::max<int>(1, static_cast<int>(nodes.size()));
+}
+
 std::string BindingPlan::allowed_cpuset() const { return list_string(state_->allowed.get()); }
 
 std::string BindingPlan::cpuset(int worker_id) const { return state_->worker(worker_id).cpuset_text; }

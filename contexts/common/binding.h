@@ -52,6 +52,8 @@ class BindingPlan {
   // How many physical cores (PUs where the topology knows no cores) the plan may use; workers beyond
   // this count wrap around.
   int num_cores() const noexcept;
+  // How many NUMA nodes the workers sit on (1 when the topology shows none, or for Binding::none).
+  int num_numa_nodes() const noexcept;
   // The cpuset the plan was made for (what this process may run on), as hwloc prints lists.
   std::string allowed_cpuset() const;
   // The worker's cpuset as hwloc prints lists, for example "0" or "2-3" (the whole allowed set for

@@ -41,6 +41,11 @@ std::shared_ptr<void> map_shared(std::size_t bytes) {
     throw AllocationError("pasha::ProcessContext: cannot map " + std::to_string(bytes) +
                           " bytes of shared memory: " + std::strerror(error));
   }
+  // Transparent huge pages for shared memory, where the machine gives them on request
+  // (/sys/kernel/mm/transparent_hugepage/shmem_enabled "advise", or "always"/"within_size" without
+  // asking); refused, harmlessly, where it is "never".
+  constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+  if (length >= kHugePageBytes) madvise(memory, length, MADV_HUGEPAGE);
   return std::shared_ptr<void>(memory, Unmap{length, {}});
 }
 

@@ -116,6 +116,7 @@ class ProcessContext final : public BoundContext {
 
  protected:
   std::shared_ptr<void> allocate(std::size_t bytes) override;
+  bool allocates_zeros(std::size_t) const override { return true; }  // fresh shared mappings
   void launch(backend::Job& job) override;
   void rebuild_after_fork() override;
 

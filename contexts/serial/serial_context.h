@@ -18,6 +18,7 @@ class SerialContext final : public Context {
 
  protected:
   std::shared_ptr<void> allocate(std::size_t bytes) override;
+  bool allocates_zeros(std::size_t bytes) const override;
   void launch(backend::Job& job) override;
 };
 

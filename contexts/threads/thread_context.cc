@@ -290,8 +290,32 @@ class ThreadContext::Pool {
 
 ThreadContext::ThreadContext() : ThreadContext(default_num_workers()) {}
 
-ThreadContext::ThreadContext(int num_workers, Binding binding)
-    : BoundContext(num_workers, binding), pool_(std::make_unique<Pool>(*this, plan_)) {}
+std::string to_string(FirstTouch first_touch) {
+  switch (first_touch) {
+    case FirstTouch::numa_nodes:
+      return "numa";
+    case FirstTouch::always:
+      return "always";
+    case FirstTouch::never:
+      return "never";
+  }
+  return "?";
+}
+
+FirstTouch parse_first_touch(std::string_view name) {
+  for (const FirstTouch choice : {FirstTouch::numa_nodes, FirstTouch::always, FirstTouch::never}) {
+    if (name == to_string(choice)) return choice;
+  }
+  throw std::invalid_argument("pasha: first_touch must be 'numa', 'always' or 'never', not '" + std::string(name) +
+                              "'");
+}
+
+ThreadContext::ThreadContext(int num_workers, Binding binding, FirstTouch first_touch)
+    : BoundContext(num_workers, binding),
+      pool_(std::make_unique<Pool>(*this, plan_)),
+      workers_touch_first_(binding != Binding::none && num_workers > 1 &&
+                           (first_touch == FirstTouch::always ||
+                            (first_touch == FirstTouch::numa_nodes && plan_.num_numa_nodes() > 1))) {}
 
 ThreadContext::~ThreadContext() = default;
 
@@ -304,7 +328,7 @@ void ThreadContext::rebuild_after_fork() {
 
 std::shared_ptr<void> ThreadContext::allocate(std::size_t bytes) {
   std::shared_ptr<void> memory = backend::allocate_heap(bytes, kAlignment);
-  if (bytes >= kFirstTouchBytes && num_workers() > 1 && plan_.policy() != Binding::none && this_worker_id() < 0) {
+  if (bytes >= kFirstTouchBytes && workers_touch_first_ && this_worker_id() < 0) {
     // Only when the pool is free: a map in progress (perhaps the one whose kernel started the thread
     // calling this) keeps it, and pages are then touched where the kernels first write them.
     FirstTouchJob touch(memory.get(), bytes, num_workers());
@@ -313,6 +337,8 @@ std::shared_ptr<void> ThreadContext::allocate(std::size_t bytes) {
   }
   return memory;
 }
+
+bool ThreadContext::allocates_zeros(std::size_t bytes) const { return backend::heap_reads_as_zeros(bytes, kAlignment); }
 
 void ThreadContext::launch(backend::Job& job) {
   backend::WorkerControl control;

@@ -9,7 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <climits>
 #include <cstdint>
 #include <numeric>
@@ -18,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "functors/ndarray/ndarray.h"
@@ -273,19 +276,58 @@ TEST(ThreadContextTest, AFailedMapLeavesThePoolUsableWithTheSameThreads) {
   EXPECT_EQ(after, ids);
 }
 
-TEST(ThreadContextTest, LargeArraysArriveWithTheirPagesFaultedIn) {
-  ThreadContext context(2);
-  constexpr std::size_t kBytes = std::size_t{16} << 20;
-  auto array = context.alloc<unsigned char>(kBytes);
+// How many of the pages of `bytes` at `data` are in memory, and how many pages that is.
+std::pair<std::size_t, std::size_t> resident_pages(const void* data, std::size_t bytes) {
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  const auto address = reinterpret_cast<std::uintptr_t>(array.data());
+  const auto address = reinterpret_cast<std::uintptr_t>(data);
   const std::uintptr_t first_page = (address + page - 1) / page * page;
-  const std::size_t pages = (address + kBytes - first_page) / page;
+  const std::size_t pages = (address + bytes - first_page) / page;
   std::vector<unsigned char> resident(pages);
-  ASSERT_EQ(mincore(reinterpret_cast<void*>(first_page), pages * page, resident.data()), 0);
-  std::size_t missing = 0;
-  for (unsigned char r : resident) missing += (r & 1) ? 0 : 1;
-  EXPECT_EQ(missing, 0u) << "of " << pages << " pages";
+  EXPECT_EQ(mincore(reinterpret_cast<void*>(first_page), pages * page, resident.data()), 0);
+  std::size_t in_memory = 0;
+  for (unsigned char r : resident) in_memory += r & 1;
+  return {in_memory, pages};
+}
+
+int numa_nodes_of_this_machine() {
+  int nodes = 0;
+  for (int node = 0; access(("/sys/devices/system/node/node" + std::to_string(node)).c_str(), F_OK) == 0; ++node) {
+    ++nodes;
+  }
+  return std::max(nodes, 1);
+}
+
+TEST(ThreadContextTest, LargeArraysAreTouchedFirstByTheWorkersWhenAskedOrAcrossNumaNodes) {
+  constexpr std::size_t kBytes = std::size_t{16} << 20;
+  ThreadContext asked(2, Binding::compact, FirstTouch::always);
+  auto touched = asked.alloc<unsigned char>(kBytes);
+  const auto [in_memory, pages] = resident_pages(touched.data(), kBytes);
+  EXPECT_EQ(in_memory, pages);
+  ThreadContext by_default(2);
+  auto fresh = by_default.alloc<unsigned char>(kBytes);
+  if (numa_nodes_of_this_machine() == 1) {
+    EXPECT_EQ(resident_pages(fresh.data(), kBytes).first, 0U);
+  }
+  ThreadContext never(2, Binding::compact, FirstTouch::never);
+  EXPECT_EQ(resident_pages(never.alloc<unsigned char>(kBytes).data(), kBytes).first, 0U);
+  EXPECT_EQ(parse_first_touch("numa"), FirstTouch::numa_nodes);
+  EXPECT_THROW(parse_first_touch("sometimes"), std::invalid_argument);
+}
+
+TEST(ThreadContextTest, AFillOfZerosOnALargeArrayTouchesNoPageAndOtherFillsAreWritten) {
+  constexpr std::size_t kCount = std::size_t{2} << 20;  // 16 MiB of doubles
+  ThreadContext context(2, Binding::compact, FirstTouch::never);
+  auto zeros = context.alloc<double>({kCount}, {.fill = 0.0});
+  EXPECT_EQ(resident_pages(zeros.data(), kCount * sizeof(double)).first, 0U);
+  EXPECT_TRUE(std::all_of(zeros.begin(), zeros.end(), [](double x) { return x == 0.0; }));
+  auto negative_zeros = context.alloc<double>({kCount}, {.fill = -0.0});
+  EXPECT_TRUE(std::all_of(negative_zeros.begin(), negative_zeros.end(), [](double x) { return std::signbit(x); }));
+  // Small arrays come from the heap, which may hold what an earlier array left: written.
+  for (int round = 0; round < 3; ++round) {
+    auto small = context.alloc<int>({64}, {.fill = 0});
+    EXPECT_TRUE(std::all_of(small.begin(), small.end(), [](int x) { return x == 0; }));
+    std::fill(small.begin(), small.end(), 7);
+  }
 }
 
 TEST(ThreadContextTest, AllocatingALargeArrayInsideAKernelWorks) {

@@ -188,6 +188,13 @@ inline const AxisNameList* axis_names_without(const AxisNameList* list, std::siz
   return detail::make_axis_names_without(list, axis);
 }
 
+// Whether the `size` bytes at `bytes` are all zero (a fill value that memory reading as zeros already
+// holds: 0, 0.0, but not -0.0).
+inline bool all_bytes_zero(const void* bytes, std::size_t size) noexcept {
+  const auto* first = static_cast<const unsigned char*>(bytes);
+  return std::all_of(first, first + size, [](unsigned char byte) { return byte == 0; });
+}
+
 }  // namespace detail
 
 template <class T>

@@ -175,8 +175,12 @@ void ErrorRecord::throw_worker_error(int worker_id) const {
   }
 }
 
+bool heap_reads_as_zeros(std::size_t bytes, std::size_t alignment) noexcept {
+  return bytes >= kMappedHeapBytes && alignment <= kHugePageBytes;
+}
+
 std::shared_ptr<void> allocate_heap(std::size_t bytes, std::size_t alignment) {
-  if (bytes >= kMappedHeapBytes && alignment <= kHugePageBytes) return allocate_mapped(bytes);
+  if (heap_reads_as_zeros(bytes, alignment)) return allocate_mapped(bytes);
   void* memory = nullptr;
   // posix_memalign, not operator new: a failure is reported to us (under AddressSanitizer too)
   // instead of ending the process.

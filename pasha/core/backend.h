@@ -181,6 +181,8 @@ static_assert(std::is_trivially_copyable_v<ErrorRecord> && sizeof(ErrorRecord) =
 // until written. Throws pasha::AllocationError naming the size when the memory cannot be had (also
 // under AddressSanitizer).
 std::shared_ptr<void> allocate_heap(std::size_t bytes, std::size_t alignment);
+// Whether allocate_heap(bytes, alignment) gives memory that reads as zeros (a mapping of its own).
+bool heap_reads_as_zeros(std::size_t bytes, std::size_t alignment) noexcept;
 
 }  // namespace pasha::backend
 

@@ -51,7 +51,7 @@ Context::RawArray Context::alloc_raw(const Shape& shape, std::size_t element_siz
                                                  .per_worker = per_worker,
                                                  .bytes = layout.bytes});
   void* data = memory.get();
-  return {std::move(memory), data, layout.shape, layout.strides, layout.bytes};
+  return {std::move(memory), data, layout.shape, layout.strides, layout.bytes, allocates_zeros(layout.bytes)};
 }
 
 void Context::add_hook(std::shared_ptr<MapHook> hook) {

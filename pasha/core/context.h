@@ -108,7 +108,10 @@ class Context {
     static_assert(alignof(T) <= kAlignment, "pasha::alloc<T>: T is over-aligned");
     RawArray raw = alloc_raw(shape, sizeof(T), options.order, options.per_worker);
     T* data = static_cast<T*>(raw.data);
-    if (options.fill) std::fill(data, data + raw.bytes / sizeof(T), *options.fill);
+    // A fill of zeros on memory that reads as zeros is not written (its pages stay untouched).
+    if (options.fill && !(raw.reads_as_zeros && detail::all_bytes_zero(&*options.fill, sizeof(T)))) {
+      std::fill(data, data + raw.bytes / sizeof(T), *options.fill);
+    }
     Array<T> array(std::move(raw.memory), data, raw.shape, raw.strides, options.order);
     if (options.axes.empty()) return array;
     return array.named(detail::allocated_axis_names(options.axes, shape.ndim(), options.per_worker, options.order));
@@ -125,6 +128,7 @@ class Context {
     Shape shape;      // with the worker axis of a per-worker array
     Strides strides;  // in elements
     std::size_t bytes = 0;
+    bool reads_as_zeros = false;  // fresh memory, every byte zero until written (allocates_zeros)
   };
   RawArray alloc_raw(const Shape& shape, std::size_t element_size, Order order, bool per_worker,
                      bool pad_worker_slices = true);
@@ -226,6 +230,9 @@ class Context {
   virtual void launch(backend::Job& job) = 0;
   // The memory of an array of `layout`: allocate(layout.bytes) unless a context needs the layout too.
   virtual std::shared_ptr<void> allocate_array(const backend::ArrayLayout& layout) { return allocate(layout.bytes); }
+  // Whether the memory allocate(bytes) gives reads as zeros (a fresh mapping): alloc then writes no fill
+  // of zeros. The default, false, is always safe.
+  virtual bool allocates_zeros(std::size_t /*bytes*/) const { return false; }
 
   // Called in a process forked from the one that made this context, before the child's first map
   // of it, with no map of it running: rebuild what belongs to one process (threads, control blocks,

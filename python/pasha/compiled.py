@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-import weakref
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -59,16 +58,28 @@ def is_compiled_kernel(function: Any) -> bool:
     return isinstance(function, numba.core.registry.CPUDispatcher)
 
 
-# kernel -> {argument types: the compiled entry (numba cfunc)}.
-_entries: 'weakref.WeakKeyDictionary[Any, Dict[tuple, Any]]' = weakref.WeakKeyDictionary()
+# The compiled entries of a kernel, by argument types, kept on the kernel (numba's dispatcher) itself:
+# they hold the kernel, and go with it.
+_ENTRIES = '_pasha_entries_'
+
+# The most arrays a compiled kernel takes (numba compiles calls of up to 30 arguments).
+MAX_ARRAYS = 26
+
+
+def _check_dtype(name: str, dtype: np.dtype) -> None:
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in 'biufc' or dtype.char == 'e':
+        raise TypeError(f'pasha: the arrays of a compiled kernel hold numbers numba knows (bool, integers, '
+                        f'float32/64, complex); {name} has dtype {dtype}')
+    if not dtype.isnative:
+        raise TypeError(f'pasha: numba takes arrays in this machine\'s byte order; {name} has dtype {dtype} '
+                        f'(.astype(dtype.newbyteorder(\'=\')) makes a copy that is)')
 
 
 def _array_argument(name: str, array: Any) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         raise TypeError(f'pasha: the arrays of a compiled kernel are numpy arrays; {name} is '
                         f'{type(array).__name__}')
-    if array.dtype.hasobject or array.dtype.fields is not None or array.dtype.kind not in 'biufc':
-        raise TypeError(f'pasha: the arrays of a compiled kernel hold numbers; {name} has dtype {array.dtype}')
+    _check_dtype(name, array.dtype)
     if not (array.flags.c_contiguous or array.flags.f_contiguous):
         raise TypeError(f'pasha: the arrays of a compiled kernel are C- or F-contiguous; {name} is not '
                         f'(np.ascontiguousarray makes a copy that is)')
@@ -89,7 +100,8 @@ class _Entry:
         self.names: Dict[str, Any] = {}
 
     def add_array(self, variable: str, array: np.ndarray, first_dim_at_call: bool = False) -> tuple:
-        """Reads `array` as `variable` in the entry; returns its part of the cache key."""
+        """Reads `array` as `variable` in the entry (read-only where `array` is); returns its part of the
+        cache key."""
         slot = len(self.pointers)
         self.pointers.append(array.ctypes.data if array.size else 0)
         offset = len(self.shapes)
@@ -98,13 +110,41 @@ class _Entry:
         dtype_name = f'dtype_{slot}'
         self.names[dtype_name] = numba_type(array.dtype)
         reader = 'carray' if _layout(array) == 'C' else 'farray'
-        self.lines.append(f'{variable} = {reader}(pointers[{slot}], ({dims}), {dtype_name})')
-        return (array.dtype.str, array.ndim, _layout(array), first_dim_at_call)
+        read = f'{reader}(pointers[{slot}], ({dims}), {dtype_name})'
+        if not array.flags.writeable:
+            self.names['read_only'] = _read_only_intrinsic()
+            read = f'read_only({read})'
+        self.lines.append(f'{variable} = {read}')
+        return (array.dtype.str, array.ndim, _layout(array), bool(array.flags.writeable), first_dim_at_call)
 
 
 def numba_type(dtype: np.dtype) -> Any:
     from numba import from_dtype
     return from_dtype(dtype)
+
+
+_read_only = None
+
+
+def _read_only_intrinsic() -> Any:
+    """read_only(array): the same array, typed read-only for numba (as numba types a read-only numpy
+    array: a write to it does not compile)."""
+    global _read_only
+    if _read_only is None:
+        from numba.core.extending import intrinsic
+        from numba.core.imputils import impl_ret_borrowed
+
+        @intrinsic
+        def read_only(typingctx, array):
+            result = array.copy(readonly=True)
+
+            def codegen(context, builder, signature, args):
+                return impl_ret_borrowed(context, builder, result, args[0])
+
+            return result(array), codegen
+
+        _read_only = read_only
+    return _read_only
 
 
 def _compile(kernel: Any, source: str, names: Dict[str, Any]) -> Any:
@@ -125,24 +165,26 @@ def _element_data(functor: Any) -> Tuple[np.ndarray, int]:
     if data.ndim == 0 or data.dtype.hasobject or data.dtype.kind not in 'biufc':
         raise TypeError(f'pasha: a compiled kernel maps over numbers (numpy arrays, sequences of numbers, '
                         f'XFEL keys); this collection gives {type(functor.sequence).__name__} of dtype {data.dtype}')
+    _check_dtype('the collection', data.dtype)
     if data.flags.c_contiguous or data.flags.f_contiguous:
         return data, 0
-    # NdarrayFunctor(a, axis) and DataArrayFunctor(a, dim) walk a view with that axis first: index the
-    # contiguous array itself along it.
-    for axis in range(1, data.ndim):
-        whole = np.swapaxes(data, 0, axis)
-        if whole.flags.c_contiguous or whole.flags.f_contiguous:
-            return whole, axis
-    raise TypeError('pasha: a compiled kernel maps over C- or F-contiguous arrays (np.ascontiguousarray '
-                    'makes a copy that is)')
+    # NdarrayFunctor(a, axis=1) and DataArrayFunctor(a, dim) of a's second dimension walk a view with that
+    # axis first: index the contiguous array itself along it (its element's axes are in the same order).
+    whole = np.swapaxes(data, 0, 1) if data.ndim > 1 else data
+    if whole.flags.c_contiguous or whole.flags.f_contiguous:
+        return whole, 1
+    raise TypeError('pasha: a compiled kernel maps along the first or second axis of a C- or F-contiguous '
+                    'array (np.ascontiguousarray(np.moveaxis(a, axis, 0)) makes a copy to map along its first)')
 
 
 def _xfel_key(functor: Any) -> Any:
-    """The C++ XFEL key a functor walks, or None when it walks no XFEL data with pasha's reader."""
+    """The C++ XFEL key a functor walks, or None when it walks no XFEL data."""
     if type(functor).iterate is XfelFunctor.iterate and isinstance(functor, XfelFunctor):
         target = functor.obj._engine
-    elif (isinstance(functor, ExtraDataFunctor) and type(functor).iterate is ExtraDataFunctor.iterate
-          and functor._pasha is not None):
+    elif isinstance(functor, ExtraDataFunctor) and type(functor).iterate is ExtraDataFunctor.iterate:
+        if functor._pasha is None:
+            raise TypeError('pasha: a compiled kernel reads XFEL data with pasha\'s reader, which could not open '
+                            'the files of this EXtra-data collection')
         target = functor._pasha._engine
     else:
         return None
@@ -157,6 +199,9 @@ def prepare(kernel: Any, functor: Any, arrays: Sequence[Any]) -> '_pasha.Compile
     if getattr(kernel, '_pasha_hooks_', None):
         raise TypeError('pasha: hooks (pasha.util) run Python around Python kernels; a compiled kernel '
                         'takes none')
+    if len(arrays) > MAX_ARRAYS:
+        raise TypeError(f'pasha: a compiled kernel takes at most {MAX_ARRAYS} arrays, not {len(arrays)} (numba '
+                        f'compiles calls of up to 30 arguments): put some in one array')
     arrays = [_array_argument(f'array {k} after the collection', a) for k, a in enumerate(arrays)]
     entry = _Entry()
     key = _xfel_key(functor)
@@ -185,25 +230,50 @@ def prepare(kernel: Any, functor: Any, arrays: Sequence[Any]) -> '_pasha.Compile
         if not isinstance(functor, SequenceFunctor) or type(functor).iterate is not SequenceFunctor.iterate:
             raise TypeError(f'pasha: a compiled kernel maps over numpy arrays, sequences of numbers and XFEL '
                             f'keys, not {type(functor).__name__}')
-        data, axis = _element_data(functor)
-        cache_key = ('elements', axis, entry.add_array('data', data))
-        element = ', '.join([':'] * axis + ['index'])
-        body = f'''
-            index = begin
-            try:
-                while index < end:
-                    kernel(worker_id, index, data[{element}]{call_arrays})
-                    index += 1
-            except Exception:
-                return index
-            return -1'''
-        size = data.shape[axis]
-        selector = (slice(None),) * axis
+        sequence = functor.sequence
+        if isinstance(sequence, range):
+            # A range's values are computed, not read: value = start + index * step (shapes[0], [1]).
+            entry.pointers.append(0)
+            entry.shapes.extend([sequence.start, sequence.step])
+            cache_key = ('range',)
+            body = f'''
+                start = shapes[0]
+                step = shapes[1]
+                index = begin
+                try:
+                    while index < end:
+                        kernel(worker_id, index, start + index * step{call_arrays})
+                        index += 1
+                except Exception:
+                    return index
+                return -1'''
+            size = len(sequence)
 
-        def explain(worker_id: int, index: int) -> None:
-            kernel(worker_id, index, data[selector + (index,)], *arrays)
+            def explain(worker_id: int, index: int) -> None:
+                kernel(worker_id, index, sequence[index], *arrays)
+        else:
+            data, axis = _element_data(functor)
+            cache_key = ('elements', axis, entry.add_array('data', data))
+            element = ', '.join([':'] * axis + ['index'])
+            body = f'''
+                index = begin
+                try:
+                    while index < end:
+                        kernel(worker_id, index, data[{element}]{call_arrays})
+                        index += 1
+                except Exception:
+                    return index
+                return -1'''
+            size = data.shape[axis]
+            selector = (slice(None),) * axis
+
+            def explain(worker_id: int, index: int) -> None:
+                kernel(worker_id, index, data[selector + (index,)], *arrays)
     cache_key += tuple(entry.add_array(name, array) for name, array in zip(array_names, arrays))
-    known = _entries.setdefault(kernel, {})
+    known = getattr(kernel, _ENTRIES, None)
+    if known is None:
+        known = {}
+        setattr(kernel, _ENTRIES, known)
     compiled = known.get(cache_key)
     if compiled is None:
         source = 'def entry(worker_id, begin, end, pointers, shapes):\n' + ''.join(
@@ -217,4 +287,4 @@ def prepare(kernel: Any, functor: Any, arrays: Sequence[Any]) -> '_pasha.Compile
 
     # The arrays stay alive (and their addresses valid) as long as the CompiledKernel: it holds them.
     return _pasha.CompiledKernel(compiled.address, size, entry.pointers, entry.shapes, key is not None,
-                                 explain_failure, [compiled, functor, *arrays] + ([data] if key is None else [rows]))
+                                 explain_failure, [compiled, functor, explain, *arrays])

@@ -296,10 +296,7 @@ class _EngineContext(MapContext):
                                  f'processes: use a numeric dtype, or a serial or thread context')
             full = tuple(_pasha.with_worker_axis(shape, order, self.num_workers)) if per_worker else shape
             return MapContext._alloc(self, full, dtype, order, fill)
-        array = self._engine.alloc(list(shape), dtype, order, per_worker)
-        if fill is not None:
-            array[...] = fill
-        return array
+        return self._engine.alloc(list(shape), dtype, order, per_worker, fill)
 
     def _alloc(self, shape: Tuple[int, ...], dtype: Any, order: str, fill: Any) -> np.ndarray:
         return self.alloc(shape, dtype, order, fill)
@@ -364,10 +361,15 @@ class PoolContext(_EngineContext):
 
 class ThreadContext(PoolContext):
     """Map context using a pool of threads, pinned to cores with hwloc (`binding`: 'compact',
-    'spread' or 'none'). The pool is made on the first map and kept until the context goes."""
+    'spread' or 'none'). The pool is made on the first map and kept until the context goes.
 
-    def __init__(self, num_workers: Optional[int] = None, *, binding: str = 'compact'):
-        super().__init__(_pasha.threads(num_workers, binding))
+    `first_touch`: who first touches the pages of a new array of 4 MiB or more. 'numa' (the default):
+    the workers, each the part a static map gives it, so that pages land on its NUMA node, when the
+    workers sit on more than one node; on one node, the kernels' first writes, as for numpy arrays.
+    'always': the workers, on any machine. 'never': the kernels' first writes."""
+
+    def __init__(self, num_workers: Optional[int] = None, *, binding: str = 'compact', first_touch: str = 'numa'):
+        super().__init__(_pasha.threads(num_workers, binding, first_touch))
 
 
 class ProcessContext(PoolContext):

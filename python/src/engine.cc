@@ -90,7 +90,8 @@ Engine::~Engine() {
   }
 }
 
-py::array Engine::alloc(const std::vector<std::size_t>& shape, const py::dtype& dtype, char order, bool per_worker) {
+py::array Engine::alloc(const std::vector<std::size_t>& shape, const py::dtype& dtype, char order, bool per_worker,
+                        const py::object& fill) {
   const Order layout_order = order == 'F' ? Order::F : Order::C;
   const auto itemsize = static_cast<std::size_t>(dtype.itemsize());
   Context::RawArray raw = [&] {
@@ -105,7 +106,14 @@ py::array Engine::alloc(const std::vector<std::size_t>& shape, const py::dtype& 
   // The array (and every view of it) keeps the memory alive through this capsule.
   auto* owner = new std::shared_ptr<void>(std::move(raw.memory));
   const py::capsule base(owner, [](void* p) { delete static_cast<std::shared_ptr<void>*>(p); });
-  return py::array(dtype, extents, strides, raw.data, base);
+  py::array array(dtype, extents, strides, raw.data, base);
+  if (!fill.is_none()) {
+    const auto value = py::reinterpret_steal<py::array>(py::module_::import("numpy").attr("asarray")(fill, dtype).release());
+    const bool zeros_already = raw.reads_as_zeros && value.ndim() == 0 &&
+                               detail::all_bytes_zero(value.data(), static_cast<std::size_t>(value.itemsize()));
+    if (!zeros_already) array[py::ellipsis()] = value;
+  }
+  return array;
 }
 
 MapHooks::MapHooks(PyMap& map, const py::object& kernel) : output_(map) {

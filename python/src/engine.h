@@ -50,8 +50,10 @@ class Engine {
   const std::shared_ptr<Context>& shared_context() const noexcept { return context_; }
 
   // A new array over the context's memory, kept alive by the array (and every view of it): `shape`
-  // with a worker axis added (first for 'C', last for 'F') when `per_worker`; contiguous.
-  py::array alloc(const std::vector<std::size_t>& shape, const py::dtype& dtype, char order, bool per_worker);
+  // with a worker axis added (first for 'C', last for 'F') when `per_worker`; contiguous. `fill` (None:
+  // left as it is) is written in, unless it is zero and the memory reads as zeros already.
+  py::array alloc(const std::vector<std::size_t>& shape, const py::dtype& dtype, char order, bool per_worker,
+                  const py::object& fill);
 
   // The one map of the package: kernel(worker_id, index, value...) over `functor` (what
   // pasha.Functor.try_wrap gave), with the hooks attached to the kernel (_pasha_hooks_). The engine

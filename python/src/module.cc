@@ -34,9 +34,10 @@ int num_workers_of(const py::object& given) {
   return pasha::checked_num_workers(*workers);
 }
 
-std::shared_ptr<Engine> threads_engine(const py::object& num_workers, const std::string& binding) {
-  return std::make_shared<Engine>(
-      std::make_shared<pasha::ThreadContext>(num_workers_of(num_workers), pasha::parse_binding(binding)));
+std::shared_ptr<Engine> threads_engine(const py::object& num_workers, const std::string& binding,
+                                       const std::string& first_touch) {
+  return std::make_shared<Engine>(std::make_shared<pasha::ThreadContext>(
+      num_workers_of(num_workers), pasha::parse_binding(binding), pasha::parse_first_touch(first_touch)));
 }
 
 std::shared_ptr<Engine> processes_engine(const py::object& num_workers, const std::string& binding, bool tree) {
@@ -102,7 +103,8 @@ PYBIND11_MODULE(_pasha, m) {
       .def_property_readonly("num_ranks", [](Engine& e) { return mpi_of(e).num_ranks(); })
       .def_property_readonly("num_nodes", [](Engine& e) { return mpi_of(e).num_nodes(); })
       .def_property_readonly("first_worker", [](Engine& e) { return mpi_of(e).first_worker(); })
-      .def("alloc", &Engine::alloc, py::arg("shape"), py::arg("dtype"), py::arg("order"), py::arg("per_worker"))
+      .def("alloc", &Engine::alloc, py::arg("shape"), py::arg("dtype"), py::arg("order"), py::arg("per_worker"),
+           py::arg("fill") = py::none())
       .def(
           "map",
           [](Engine& engine, const py::object& kernel, const py::object& functor, py::object context,
@@ -150,7 +152,7 @@ PYBIND11_MODULE(_pasha, m) {
   m.def(
       "serial", [] { return std::make_shared<Engine>(std::make_shared<pasha::SerialContext>()); },
       "An engine whose one worker is the calling thread.");
-  m.def("threads", &threads_engine, py::arg("num_workers"), py::arg("binding"),
+  m.def("threads", &threads_engine, py::arg("num_workers"), py::arg("binding"), py::arg("first_touch") = "numa",
         "An engine whose workers are a pool of threads pinned with hwloc.");
   m.def("mpi", &mpi_engine, py::arg("local"), py::arg("communicator"),
         "An engine over an MPI context whose ranks each run `local`'s context (collective).");

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import pasha as psh
+from conftest import ONE_OF_EACH
 
 from conftest import mapped_bytes
 
@@ -186,3 +187,52 @@ def test_large_arrays_go_back_to_the_system_when_they_die(any_ctx):
     alive = []
     gc.collect()
     assert resident_bytes() - before < 48 << 20, 'freed arrays stayed resident'
+
+
+def resident_bytes_of_mapping(array):
+    """How many bytes of the mapping holding `array` this process has in memory (/proc/self/smaps Rss)."""
+    address = array.__array_interface__['data'][0]
+    with open('/proc/self/smaps') as smaps:
+        inside = False
+        for line in smaps:
+            fields = line.split()
+            if '-' in fields[0] and not fields[0].endswith(':'):
+                begin, end = (int(x, 16) for x in fields[0].split('-'))
+                inside = begin <= address < end
+            elif inside and fields[0] == 'Rss:':
+                return int(fields[1]) * 1024
+    raise AssertionError('no mapping holds the array')
+
+
+BIG = 8 << 20  # bytes: a mapping of its own in every context
+
+
+@pytest.mark.parametrize('name', ['serial', 'threads', 'processes'])
+def test_a_fill_of_zeros_on_fresh_memory_writes_nothing_and_reads_as_zeros(name):
+    ctx = ONE_OF_EACH[name]()
+    zeros = ctx.alloc(shape=BIG // 8, dtype=np.float64, fill=0)
+    assert resident_bytes_of_mapping(zeros) == 0
+    assert not zeros.any()
+    ones = ctx.alloc(shape=BIG // 8, dtype=np.float64, fill=1)
+    assert resident_bytes_of_mapping(ones) >= BIG
+    assert (ones == 1).all()
+    # -0.0 is not all zero bits: written.
+    negative_zeros = ctx.alloc(shape=BIG // 8, dtype=np.float64, fill=-0.0)
+    assert np.signbit(negative_zeros).all()
+    # Small arrays come from the heap, which may hold old values: a fill of zeros is written.
+    for _ in range(3):
+        small = ctx.alloc(shape=100, dtype=np.int64, fill=0)
+        assert not small.any()
+        small[:] = 7
+
+
+def test_thread_arrays_are_touched_first_by_the_workers_only_across_numa_nodes_or_when_asked():
+    numa_nodes = len([name for name in os.listdir('/sys/devices/system/node') if name[4:].isdigit()])
+    if numa_nodes == 1:  # the default, 'numa', touches nothing on one node
+        assert resident_bytes_of_mapping(psh.ThreadContext(2).alloc(shape=BIG // 8, dtype=np.float64)) == 0
+    asked = psh.ThreadContext(2, first_touch='always')
+    assert resident_bytes_of_mapping(asked.alloc(shape=BIG // 8, dtype=np.float64)) >= BIG
+    never = psh.ThreadContext(2, first_touch='never')
+    assert resident_bytes_of_mapping(never.alloc(shape=BIG // 8, dtype=np.float64)) == 0
+    with pytest.raises(ValueError, match="first_touch must be 'numa', 'always' or 'never', not 'sometimes'"):
+        psh.ThreadContext(2, first_touch='sometimes')

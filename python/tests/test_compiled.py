@@ -216,7 +216,7 @@ def test_what_a_compiled_kernel_cannot_take_is_a_clear_error():
         ctx.map(lambda worker_id, index, value, out: None, range(10), out)
     with pytest.raises(TypeError, match='C- or F-contiguous; array 0 after the collection is not'):
         ctx.map(triple, range(5), out[::2])
-    with pytest.raises(TypeError, match='hold numbers; array 0 after the collection has dtype object'):
+    with pytest.raises(TypeError, match='hold numbers numba knows.*array 0 after the collection has dtype object'):
         ctx.map(triple, range(5), np.zeros(5, dtype=object))
     with pytest.raises(TypeError, match='numpy arrays; array 1 after the collection is list'):
         ctx.map(row_sums, np.zeros((2, 2)), out, [0, 0])
@@ -233,6 +233,77 @@ def test_what_a_compiled_kernel_cannot_take_is_a_clear_error():
             def iterate(self, share):
                 yield 0, 0
         ctx.map(triple, Broken(), out)
+
+
+def test_elements_have_the_axes_a_python_kernel_gets_or_the_map_says_why_not():
+    a = np.arange(120.0).reshape(2, 3, 4, 5)
+    ctx = psh.SerialContext()
+
+    @numba.njit
+    def keep_first(worker_id, index, value, out, first):
+        out[index] = value.sum()
+        if index == 0:
+            first[...] = value
+
+    for axis in (0, 1):
+        python_first = []
+        psh.SerialContext().map(lambda w, i, v: python_first.append(v.copy()) if i == 0 else None,
+                                psh.NdarrayFunctor(a, axis=axis))
+        first = np.zeros(python_first[0].shape)
+        ctx.map(keep_first, psh.NdarrayFunctor(a, axis=axis), np.zeros(a.shape[axis]), first)
+        np.testing.assert_array_equal(first, python_first[0])
+    with pytest.raises(TypeError, match='first or second axis'):
+        ctx.map(keep_first, psh.NdarrayFunctor(a, axis=2), np.zeros(4), np.zeros((3, 2, 5)))
+
+
+def test_read_only_data_is_read_and_a_write_to_it_does_not_compile():
+    data = np.arange(10.0)
+    data.flags.writeable = False
+    out = np.zeros(10)
+    psh.ThreadContext(2).map(triple, data, out)
+    np.testing.assert_array_equal(out, 3 * data)
+
+    @numba.njit
+    def writes_its_input(worker_id, index, value, data):
+        data[index] = 0
+
+    with pytest.raises(numba.core.errors.TypingError):
+        psh.SerialContext().map(writes_its_input, range(10), data)
+    assert (data == np.arange(10.0)).all()
+
+
+def test_a_range_is_not_made_an_array_and_gives_its_values():
+    total = np.zeros(1, np.int64)
+
+    @numba.njit
+    def add(worker_id, index, value, total):
+        total[0] += value
+
+    psh.SerialContext().map(add, range(5, 10**9, 7), total)  # no 10^9-element array made
+    assert total[0] == sum(range(5, 10**9, 7))
+
+
+def test_dtypes_numba_cannot_take_and_too_many_arrays_are_named():
+    ctx = psh.SerialContext()
+    with pytest.raises(TypeError, match="byte order; array 0 after the collection has dtype >f8"):
+        ctx.map(triple, range(3), np.zeros(3, '>f8'))
+    with pytest.raises(TypeError, match='numbers numba knows.*float16'):
+        ctx.map(triple, np.zeros(3, np.float16), np.zeros(3))
+    with pytest.raises(TypeError, match='at most 26 arrays, not 27'):
+        ctx.map(triple, range(3), *[np.zeros(3)] * 27)
+
+
+def test_compiled_entries_go_with_their_kernel():
+    import gc
+    import weakref
+    kernels = []
+    for k in range(3):
+        kernel = numba.njit(lambda worker_id, index, value, out: None)
+        psh.SerialContext().map(kernel, range(3), np.zeros(3))
+        kernels.append(weakref.ref(kernel))
+        del kernel
+    gc.collect()
+    assert [ref() for ref in kernels] == [None, None, None]
 
 
 def test_a_kernel_numba_cannot_compile_for_these_types_raises_numbas_error():
