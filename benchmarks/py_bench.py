@@ -276,10 +276,7 @@ def xfel(repetitions, trains):
 
 @numba.njit
 def compiled_train_sum(worker_id, index, train_id, data, sums):
-    total = np.uint64(0)
-    for x in data.ravel():
-        total += x
-    sums[index] = total
+    sums[index] = data.sum()
 
 
 # --- 5. MPI weak scaling --------------------------------------------------------------------------
@@ -426,12 +423,26 @@ ALLOC_CONTENDERS = {
 }
 
 
-def alloc_and_map(ctx, contender):
-    """Seconds of allocating 1 GiB with `contender` and writing it with one map on `ctx`."""
+def page_faults():
+    """This machine's page faults so far: (all, transparent huge pages) (/proc/vmstat)."""
+    counts = {}
+    with open('/proc/vmstat') as vmstat:
+        for line in vmstat:
+            name, value = line.split()
+            counts[name] = int(value)
+    return counts.get('pgfault', 0), counts.get('thp_fault_alloc', 0)
+
+
+def alloc_and_map(ctx, contender, faults=None):
+    """Seconds of allocating 1 GiB with `contender` and writing it with one map on `ctx` (and in
+    `faults`, the page faults it took, huge pages apart)."""
+    before = page_faults()
     start = time.perf_counter()
     array = ALLOC_CONTENDERS[contender](ctx)
     ctx.map(fill_row, array)
     seconds = time.perf_counter() - start
+    if faults is not None:
+        faults.append(tuple(after - earlier for after, earlier in zip(page_faults(), before)))
     del array
     return seconds
 
@@ -451,17 +462,21 @@ def allocation(repetitions):
         ctx.map(fill_row, np.empty((2, 4)))
         warm = {contender: [] for contender in ALLOC_CONTENDERS}
         fresh = {contender: [] for contender in ALLOC_CONTENDERS}
+        faults = {contender: [] for contender in ALLOC_CONTENDERS}
         names = list(ALLOC_CONTENDERS)
         for r in range(repetitions):  # each round in another order: the first after a free is no one's
             for k in range(len(names)):
                 contender = names[(k + r) % len(names)]
-                warm[contender].append(alloc_and_map(ctx, contender))
+                warm[contender].append(alloc_and_map(ctx, contender, faults[contender]))
         for r in range(repetitions):
             for k in range(len(names)):
                 contender = names[(k + r) % len(names)]
                 out = subprocess.run([sys.executable, __file__, '--alloc-once', kind, contender], check=True,
                                      capture_output=True, text=True).stdout
                 fresh[contender].append(float(out))
+        say(f'  {kind:9s} page faults per map (all, of them huge pages): ' + '  '.join(
+            f'{c} {statistics.median(f[0] for f in faults[c]):.0f}, {statistics.median(f[1] for f in faults[c]):.0f}'
+            for c in names))
         for label, times in (('warm', warm), ('fresh process', fresh)):
             medians = {contender: statistics.median(t) for contender, t in times.items()}
             say(f'  {kind:9s} {label:13s} ' + '  '.join(f'{c} {m * 1e3:7.1f} ms' for c, m in medians.items()))
@@ -505,7 +520,7 @@ def main():
     if '6' in only:
         compiled_kernels(repetitions, 10_000_000)
     if '7' in only:
-        allocation(3 if args.quick else 5)
+        allocation(3 if args.quick else 7)
     say('\ntracked ratios')
     for what, ratio, target, note in RESULTS:
         higher = note == 'higher is better'

@@ -6,7 +6,6 @@
 #include <utility>
 #include <variant>
 
-#include "pasha/core/detail/kernel_visitor.h"
 #include "python/src/engine.h"
 #include "python/src/py_map.h"
 #include "python/src/xfel.h"
@@ -27,20 +26,18 @@ struct TrainRows {
   std::size_t count;
 };
 
-// The elements of a compiled map, in ranges: an indexed functor that hands its visitor one range at a
-// time (as many elements between two looks at the cancel flag as the engine's own loops run), so that
-// a failure or Ctrl-C stops the other workers at their next range.
+// The elements of a compiled map, in ranges: an indexed functor that hands its visitor each range the
+// engine gives it whole, in one native call. The engine cuts shares into ranges of as many elements
+// as it runs between two looks at the cancel flag (pasha/core/detail/kernel_visitor.h), so a failure
+// or Ctrl-C stops the other workers at their next range.
 class ElementRanges {
  public:
   explicit ElementRanges(std::size_t size) : size_(size) {}
   std::size_t size() const noexcept { return size_; }
 
   template <class Visit>
-  void iterate(const IndexRange& share, Visit&& visit) const {
-    const std::size_t step = detail::cancel_check_interval(share.end - share.begin);
-    for (std::size_t begin = share.begin; begin < share.end; begin += step) {
-      if (!visit(begin, ElementRange{begin, std::min(share.end, begin + step)})) return;
-    }
+  void iterate(const IndexRange& range, Visit&& visit) const {
+    if (range.begin < range.end) visit(range.begin, ElementRange{range.begin, range.end});
   }
 
  private:

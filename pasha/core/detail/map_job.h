@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -105,13 +106,20 @@ class MapJobBase : public backend::Job {
   void count_progress_in(std::atomic<std::size_t>* counter) noexcept { progress_ = counter; }
 
  protected:
-  // Between two chunks of a share: the caller's check, on the caller's thread (see above).
+  // Between two chunks of a share: the caller's check, on the caller's thread (see above), at most
+  // every kBetweenChunksCheckInterval (chunks of a native kernel take microseconds, the check may
+  // take a lock: Python's GIL). The context's own checks, while it waits and once its workers are
+  // done, are not spaced out.
+  static constexpr std::chrono::milliseconds kBetweenChunksCheckInterval{1};
   void check_caller_between_chunks(backend::WorkerControl& control) {
     // (A worker process forked from the caller's thread has the same token: the process tells. Only
-    // the caller's thread reads or writes interruption_.)
+    // the caller's thread reads or writes interruption_ and last_check_between_chunks_.)
     if (!checks_caller() || this_thread_token() != caller_thread_ || this_process_id() != caller_process_ || interruption_) {
       return;
     }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_check_between_chunks_ < kBetweenChunksCheckInterval) return;
+    last_check_between_chunks_ = now;
     try {
       check_caller();
     } catch (const abi::__forced_unwind&) {
@@ -134,6 +142,7 @@ class MapJobBase : public backend::Job {
  private:
   std::uint64_t caller_thread_ = 0;
   pid_t caller_process_ = 0;
+  std::chrono::steady_clock::time_point last_check_between_chunks_{};
 };
 
 template <class F, class Kernel>
