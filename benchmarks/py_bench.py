@@ -456,7 +456,15 @@ def alloc_once_main(kind, contender):
 
 
 def allocation(repetitions):
-    say('\n7. allocation: 1 GiB allocated and written by one map of a compiled kernel (a row each)')
+    settings = []
+    for name in ('enabled', 'shmem_enabled'):
+        try:
+            with open(f'/sys/kernel/mm/transparent_hugepage/{name}') as setting:
+                settings.append(f'{name} {setting.read().split("[")[1].split("]")[0]}')
+        except (OSError, IndexError):
+            settings.append(f'{name} unknown')
+    say(f'\n7. allocation: 1 GiB allocated and written by one map of a compiled kernel (a row each); transparent '
+        f'huge pages: {", ".join(settings)}')
     for kind, make in ALLOC_CONTEXTS.items():
         ctx = make()
         ctx.map(fill_row, np.empty((2, 4)))
