@@ -21,9 +21,10 @@
 //       interrupted), it stops its workers as after a failure and lets the exception through once
 //       they have stopped.
 //
-// and may override rebuild_after_fork() (see Context), and allocate_array(layout) (for a context that
-// needs an array's shape, not only its size; the default calls allocate). What Context promises a
-// context in return:
+// and may override rebuild_after_fork() (see Context), allocate_array(layout) (for a context that
+// needs an array's shape, not only its size; the default calls allocate), and allocates_zeros(bytes)
+// (true when its memory always reads as zeros when fresh: a fill of zeros is then not written). What
+// Context promises a context in return:
 //  - launch is never called concurrently on one context: maps are serialised by one lock, held from
 //    the first pre_map hook to the last post_map hook. allocate is not under that lock; a context that
 //    needs its workers inside allocate takes it with Context::exclusively (or try_exclusively).

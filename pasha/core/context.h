@@ -230,8 +230,9 @@ class Context {
   virtual void launch(backend::Job& job) = 0;
   // The memory of an array of `layout`: allocate(layout.bytes) unless a context needs the layout too.
   virtual std::shared_ptr<void> allocate_array(const backend::ArrayLayout& layout) { return allocate(layout.bytes); }
-  // Whether the memory allocate(bytes) gives reads as zeros (a fresh mapping): alloc then writes no fill
-  // of zeros. The default, false, is always safe.
+  // Whether the memory allocate_array(layout) gives for layout.bytes reads as zeros (a fresh mapping),
+  // on every call (from inside kernels and in forked workers too): alloc then writes no fill of zeros.
+  // The default, false, is always safe.
   virtual bool allocates_zeros(std::size_t /*bytes*/) const { return false; }
 
   // Called in a process forked from the one that made this context, before the child's first map

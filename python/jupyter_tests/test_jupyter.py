@@ -1,6 +1,7 @@
 """pasha in Jupyter: notebooks run by a real ipykernel (nbclient, jupyter_client), with the `pasha` that
 the kernel's Python imports (this build's, or the installed wheel's in CI)."""
 
+import json
 import os
 import re
 import signal
@@ -14,12 +15,23 @@ from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
 
+# The kernel the notebooks run on: ipykernel on the Python running these tests (the venv's, where pasha
+# is installed), not whichever Python a system-wide "python3" kernel names.
+KERNEL = 'pasha-tests'
+
+
 @pytest.fixture(autouse=True)
 def jupyter_environment(tmp_path, monkeypatch):
-    """Jupyter's files in this test's folder; ipykernel sends the output of file descriptors 1 and 2 to
-    the notebook as it does for users (it does not while PYTEST_CURRENT_TEST is set)."""
+    """Jupyter's files in this test's folder, with the kernel KERNEL; ipykernel sends the output of file
+    descriptors 1 and 2 to the notebook as it does for users (it does not while PYTEST_CURRENT_TEST is
+    set)."""
     for name in ('JUPYTER_RUNTIME_DIR', 'JUPYTER_DATA_DIR', 'JUPYTER_CONFIG_DIR', 'IPYTHONDIR'):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    spec = tmp_path / 'jupyter_data_dir' / 'kernels' / KERNEL
+    spec.mkdir(parents=True)
+    (spec / 'kernel.json').write_text(json.dumps({
+        'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
+        'display_name': 'pasha tests', 'language': 'python'}))
     monkeypatch.delenv('PYTEST_CURRENT_TEST', raising=False)
     monkeypatch.chdir(tmp_path)
 
@@ -36,7 +48,7 @@ def notebook(*cells, raises=()):
 
 
 def execute(nb):
-    NotebookClient(nb, timeout=240, kernel_name='python3', allow_errors=False).execute()
+    NotebookClient(nb, timeout=240, kernel_name=KERNEL, allow_errors=False).execute()
     return nb
 
 
@@ -128,7 +140,7 @@ def run_cell(client, code, timeout=120):
 def test_interrupting_the_kernel_stops_a_long_map_leaves_no_worker_and_the_next_cell_maps(tmp_path, context):
     started = tmp_path / 'started'
     started.mkdir()
-    manager, client = start_new_kernel(kernel_name='python3')
+    manager, client = start_new_kernel(kernel_name=KERNEL)
     try:
         reply = run_cell(client, f'''
             import os, time

@@ -151,8 +151,6 @@ class MapContext:
         with `fill` unless it is None. The base class allocates on the heap."""
         if fill is None:
             return np.empty(shape, dtype, order)
-        if np.isscalar(fill) and fill == 0:
-            return np.zeros(shape, dtype, order)
         return np.full(shape, fill, dtype, order)
 
     def alloc(self, shape: Optional[ShapeLike] = None, dtype: Any = None, order: Optional[str] = None,
@@ -366,7 +364,8 @@ class ThreadContext(PoolContext):
     `first_touch`: who first touches the pages of a new array of 4 MiB or more. 'numa' (the default):
     the workers, each the part a static map gives it, so that pages land on its NUMA node, when the
     workers sit on more than one node; on one node, the kernels' first writes, as for numpy arrays.
-    'always': the workers, on any machine. 'never': the kernels' first writes."""
+    'always': the workers, on any machine (when there are several, and bound: not with
+    binding='none'). 'never': the kernels' first writes."""
 
     def __init__(self, num_workers: Optional[int] = None, *, binding: str = 'compact', first_touch: str = 'numa'):
         super().__init__(_pasha.threads(num_workers, binding, first_touch))

@@ -362,3 +362,20 @@ def test_a_thread_a_map_hook_starts_and_waits_for_maps_as_worker_0(any_ctx, stag
     hook(kernel)
     any_ctx.map(kernel, range(2))
     assert seen[0] == 0
+
+
+@pytest.mark.parametrize('elements, at', [(64000, 1500), (640, 15)])
+@pytest.mark.parametrize('make', [lambda: psh.SerialContext(), lambda: psh.ThreadContext(2)], ids=['serial', 'threads'])
+def test_a_keyboard_interrupt_in_the_callers_share_stops_the_map_and_every_worker_is_finalized(make, elements, at):
+    # The interruption is the map's, even in its last chunks: the post_worker hooks of every worker run.
+    ctx = make()
+    finalized = []
+
+    @psh.with_finalize(lambda worker_id, globals_: finalized.append(worker_id))
+    def kernel(worker_id, index, value):
+        if index == at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ctx.map(kernel, range(elements))
+    assert sorted(finalized) == list(range(ctx.num_workers))

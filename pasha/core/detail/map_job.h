@@ -108,17 +108,17 @@ class MapJobBase : public backend::Job {
  protected:
   // Between two chunks of a share: the caller's check, on the caller's thread (see above), at most
   // every kBetweenChunksCheckInterval (chunks of a native kernel take microseconds, the check may
-  // take a lock: Python's GIL). The context's own checks, while it waits and once its workers are
-  // done, are not spaced out.
+  // take a lock: Python's GIL), and once more, not spaced out, when the caller's share is over
+  // (before its post_worker hooks run), so that an interruption during its last chunks stops the map.
   static constexpr std::chrono::milliseconds kBetweenChunksCheckInterval{1};
-  void check_caller_between_chunks(backend::WorkerControl& control) {
+  void check_caller_between_chunks(backend::WorkerControl& control, bool spaced = true) {
     // (A worker process forked from the caller's thread has the same token: the process tells. Only
     // the caller's thread reads or writes interruption_ and last_check_between_chunks_.)
     if (!checks_caller() || this_thread_token() != caller_thread_ || this_process_id() != caller_process_ || interruption_) {
       return;
     }
     const auto now = std::chrono::steady_clock::now();
-    if (now - last_check_between_chunks_ < kBetweenChunksCheckInterval) return;
+    if (spaced && now - last_check_between_chunks_ < kBetweenChunksCheckInterval) return;
     last_check_between_chunks_ = now;
     try {
       check_caller();
@@ -178,6 +178,12 @@ class MapJob final : public MapJobBase {
   void combine_results(Context& context) override { detail::combine_results(kernel_, context); }
 
   void run(int worker_id, backend::WorkerControl& control) override {
+    run_elements(worker_id, control);
+    check_caller_between_chunks(control, /*spaced=*/false);  // the caller's share is over
+  }
+
+ private:
+  void run_elements(int worker_id, backend::WorkerControl& control) {
     const KernelVisitor<Kernel> visit{kernel_, worker_id};
     if constexpr (IndexedFunctor<F>) {
       if (chunk_ > 0) {
@@ -198,6 +204,7 @@ class MapJob final : public MapJobBase {
     }
   }
 
+ public:
   std::optional<IndexRange> indices_of_part(int first, int count) const override {
     if constexpr (IndexedFunctor<F>) {
       if (chunk_ > 0) return portion(size_, first, count);
