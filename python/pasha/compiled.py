@@ -33,7 +33,7 @@ a second); maps over other data of the same types reuse it.
 A kernel that raises stops the map as a Python kernel's exception does, and the exception is raised in
 the caller as itself: pasha runs the failing element once more through numba's Python entry to have
 the exception with its type and message (so that element runs twice). Hooks (pasha.util) are for Python
-kernels: a compiled kernel takes none. Ctrl-C stops the workers between element ranges (or trains).
+kernels: a compiled kernel takes none. Ctrl-C stops the workers within 1/512 of a share (or a train).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 #include <variant>
 
@@ -26,18 +27,23 @@ struct TrainRows {
   std::size_t count;
 };
 
-// The elements of a compiled map, in ranges: an indexed functor that hands its visitor each range the
-// engine gives it whole, in one native call. The engine cuts shares into ranges of as many elements
-// as it runs between two looks at the cancel flag (pasha/core/detail/kernel_visitor.h), so a failure
-// or Ctrl-C stops the other workers at their next range.
+// The elements of a compiled map, in ranges: an indexed functor that hands its visitor each chunk the
+// engine gives it (1/64 of a share, pasha/core/detail/kernel_visitor.h) in kRangesPerChunk native
+// calls, so that a failure or Ctrl-C stops the workers within 1/512 of a share of however costly
+// elements, while a cheap kernel's calls stay thousands of elements long.
 class ElementRanges {
  public:
+  static constexpr std::size_t kRangesPerChunk = 8;
+
   explicit ElementRanges(std::size_t size) : size_(size) {}
   std::size_t size() const noexcept { return size_; }
 
   template <class Visit>
-  void iterate(const IndexRange& range, Visit&& visit) const {
-    if (range.begin < range.end) visit(range.begin, ElementRange{range.begin, range.end});
+  void iterate(const IndexRange& chunk, Visit&& visit) const {
+    const std::size_t step = std::max<std::size_t>(1, (chunk.end - chunk.begin) / kRangesPerChunk);
+    for (std::size_t begin = chunk.begin; begin < chunk.end; begin += step) {
+      if (!visit(begin, ElementRange{begin, std::min(chunk.end, begin + step)})) return;
+    }
   }
 
  private:
@@ -80,6 +86,7 @@ class CompiledCall {
   CompiledCall(const CompiledKernel& kernel, const PyMap& map) : kernel_(&kernel), map_(&map) {}
 
   void operator()(int worker, std::size_t, ElementRange range) const {
+    if (interrupted()) return;
     const std::int64_t failed =
         kernel_->entry()(worker, static_cast<std::int64_t>(range.begin), static_cast<std::int64_t>(range.end),
                          kernel_->pointers().data(), kernel_->shapes().data());
@@ -87,6 +94,7 @@ class CompiledCall {
   }
 
   void operator()(int worker, std::size_t index, TrainRows rows) const {
+    if (interrupted()) return;
     // The table with this train's id and rows (a copy per call: workers run trains at the same time).
     std::vector<void*> pointers = kernel_->pointers();
     std::vector<std::int64_t> shapes = kernel_->shapes();
@@ -99,6 +107,23 @@ class CompiledCall {
   }
 
  private:
+  // On the caller's own thread (a serial context's, worker 0 of a thread context's), which runs native
+  // code the engine only looks at between chunks: Ctrl-C, looked for at most every millisecond. Once
+  // it came, the caller's interruption (PyMap::take_as_callers_interruption) stops the map at the
+  // engine's next look, and the rest of the chunk is skipped.
+  bool interrupted() const {
+    if (!map_->on_callers_thread()) return false;
+    if (interrupted_) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_look_ < std::chrono::milliseconds(1)) return false;
+    last_look_ = now;
+    GilHeld gil;
+    if (unless_thread_ended([] { return PyErr_CheckSignals(); }) == 0) return false;
+    if (!map_->take_as_callers_interruption()) map_->fail();  // a signal handler's own exception
+    interrupted_ = true;
+    return true;
+  }
+
   [[noreturn]] void fail(int worker, std::int64_t index) const {
     GilHeld gil;
     try {
@@ -112,6 +137,9 @@ class CompiledCall {
 
   const CompiledKernel* kernel_;
   const PyMap* map_;
+  // The caller's thread's alone.
+  mutable bool interrupted_ = false;
+  mutable std::chrono::steady_clock::time_point last_look_{};
 };
 
 }  // namespace
