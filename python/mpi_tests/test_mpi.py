@@ -98,14 +98,19 @@ def test_ranks_that_map_collections_of_different_lengths_get_value_error(ctx):
         ctx.map(lambda *args: None, range(n))
 
 
-def test_xfel_trains_are_split_across_ranks(ctx, tmp_path_factory):
+def camera_images_of_a_run(tmp_path_factory, trains):
+    """The camera images of a synthetic run of `trains` trains, which rank 0 writes for every rank."""
     run_dir = None
     if COMM.rank == 0:
         run_dir = str(tmp_path_factory.mktemp('mpi_run'))
-        subprocess.run([os.environ['PASHA_MAKE_RUN'], run_dir, '--trains', '48'], check=True,
+        subprocess.run([os.environ['PASHA_MAKE_RUN'], run_dir, '--trains', str(trains)], check=True,
                        stdout=subprocess.DEVNULL)
     run_dir = COMM.bcast(run_dir, root=0)
-    kd = RunDirectory(run_dir)['FXE_XAD_GEC/CAM/CAMERA:daqOutput', 'data.image.pixels']
+    return RunDirectory(run_dir)['FXE_XAD_GEC/CAM/CAMERA:daqOutput', 'data.image.pixels']
+
+
+def test_xfel_trains_are_split_across_ranks(ctx, tmp_path_factory):
+    kd = camera_images_of_a_run(tmp_path_factory, 48)
     sums = ctx.alloc(shape=len(kd.train_ids), dtype=np.float64, fill=-1)
     ranks = ctx.alloc(shape=len(kd.train_ids), dtype=np.int64, fill=-1)  # which rank read each train
 
@@ -148,13 +153,7 @@ def test_a_compiled_kernel_maps_across_ranks_and_its_exception_reaches_every_ran
     data[999] = -1  # the last rank's
     with pytest.raises((ValueError, psh.WorkerError), match='a negative value'):
         ctx.map(compiled_triple, data, out, per_worker)
-    run_dir = None
-    if COMM.rank == 0:
-        run_dir = str(tmp_path_factory.mktemp('mpi_compiled_run'))
-        subprocess.run([os.environ['PASHA_MAKE_RUN'], run_dir, '--trains', '24'], check=True,
-                       stdout=subprocess.DEVNULL)
-    run_dir = COMM.bcast(run_dir, root=0)
-    kd = RunDirectory(run_dir)['FXE_XAD_GEC/CAM/CAMERA:daqOutput', 'data.image.pixels']
+    kd = camera_images_of_a_run(tmp_path_factory, 24)
     sums = ctx.alloc(shape=len(kd.train_ids), dtype=np.float64, fill=-1)
     ctx.map(compiled_train_sum, kd, sums)
     expected = [0 if d is None else d.sum(dtype=np.float64) for _, d in kd.trains(include_empty=True)]

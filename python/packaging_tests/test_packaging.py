@@ -18,21 +18,13 @@ import pytest
 RUNFILES = Path(os.environ['TEST_SRCDIR']) / os.environ['TEST_WORKSPACE']
 DEBIAN_PYTHON = '/usr/bin/python3'
 
-QUICK_GUIDE = '''
-import numpy as np
-import pasha as psh
+def readme_quick_guide():
+    """The README's first Python example (section Python), checking its result and saying which pasha ran."""
+    readme = (RUNFILES / 'README.md').read_text()
+    python_section = readme[readme.index('## Python'):]
+    example = python_section.split('```python\n')[1].split('```')[0]
+    return example + 'np.testing.assert_allclose(outp, 3 * inp)\nprint(psh.__file__)\n'
 
-psh.set_default_context('processes', num_workers=4)
-inp = np.random.rand(100)
-outp = psh.alloc(like=inp)
-
-def kernel(worker_id, index, value):
-    outp[index] = 3 * value
-
-psh.map(kernel, inp)
-np.testing.assert_allclose(outp, 3 * inp)
-print(psh.__file__)
-'''
 
 
 def run(*command, check=True, **kwargs):
@@ -129,7 +121,7 @@ def test_the_wheel_is_tagged_for_this_interpreter_and_records_every_file_it_hold
 def test_pip_installs_the_wheel_into_a_venv_where_the_quick_guide_runs(wheel, environment, tmp_path):
     bin_dir = venv(tmp_path / 'venv', environment)
     run(bin_dir / 'pip', 'install', wheel, env=environment)
-    ran = run(bin_dir / 'python', '-c', QUICK_GUIDE, env=environment, cwd=tmp_path)
+    ran = run(bin_dir / 'python', '-c', readme_quick_guide(), env=environment, cwd=tmp_path)
     assert ran.stdout.strip() == str(site_packages(bin_dir) / 'pasha' / '__init__.py')
     versions = run(bin_dir / 'python', '-c', 'import importlib.metadata as m, pasha; '
                    'print(m.version("pasha"), pasha.__version__)', env=environment, cwd=tmp_path)
@@ -192,7 +184,7 @@ def test_an_editable_install_imports_the_checkouts_sources(project, environment,
     # Only pasha: not the checkout's other folders of python/.
     assert run(bin_dir / 'python', '-c', 'import build_backend', env=environment, cwd=tmp_path,
                check=False).returncode == 1
-    run(bin_dir / 'python', '-c', QUICK_GUIDE, env=environment, cwd=tmp_path)
+    run(bin_dir / 'python', '-c', readme_quick_guide(), env=environment, cwd=tmp_path)
 
 
 def test_the_source_distribution_holds_the_checkout_without_build_outputs(project, environment, tmp_path):
