@@ -11,7 +11,6 @@
 
 #include <pybind11/pybind11.h>
 #include <sys/types.h>
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "pasha/core/backend.h"
 #include "pasha/pasha.h"
 #include "python/src/thread_end.h"
 
@@ -111,8 +111,11 @@ class PyMap {
   // is, clears it and makes Python's next signal check raise it, and returns true. The map is then
   // stopped at its next check of the caller, on every rank of an MPI context. Call with the GIL held.
   bool take_as_callers_interruption() const;
-  // Whether the calling thread is the one that called map, in the caller's process (no GIL needed).
-  bool on_callers_thread() const noexcept { return getpid() == caller_ && PyThread_get_thread_ident() == caller_thread_; }
+  // Whether the calling thread is the one that called map, in the caller's process (no GIL needed, no
+  // system call).
+  bool on_callers_thread() const noexcept {
+    return PyThread_get_thread_ident() == caller_thread_ && backend::this_process_id() == caller_;
+  }
   bool worker_failed(int worker) const noexcept { return worker_failed_[slot(worker)] != 0; }
 
   pid_t caller() const noexcept { return caller_; }
