@@ -89,5 +89,5 @@ def lsxfel(args: List[str]) -> int: ...
 
 class CompiledKernel:
     """A numba-compiled kernel prepared for one map (pasha.compiled)."""
-    def __init__(self, entry: int, size: int, pointers: List[int], shapes: List[int], over_trains: bool,
+    def __init__(self, entry: int, size: int, pointers: List[int], shapes: List[int], xfel_key: Optional[XfelKey],
                  explain_failure: Callable[[int, int], None], keep_alive: List[Any]) -> None: ...

@@ -286,5 +286,5 @@ def prepare(kernel: Any, functor: Any, arrays: Sequence[Any]) -> '_pasha.Compile
                            f'{index}, but not when run again through numba to get its exception')
 
     # The arrays stay alive (and their addresses valid) as long as the CompiledKernel: it holds them.
-    return _pasha.CompiledKernel(compiled.address, size, entry.pointers, entry.shapes, key is not None,
+    return _pasha.CompiledKernel(compiled.address, size, entry.pointers, entry.shapes, key,
                                  explain_failure, [compiled, functor, explain, *arrays])

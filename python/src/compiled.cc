@@ -145,22 +145,25 @@ class CompiledCall {
 }  // namespace
 
 CompiledKernel::CompiledKernel(std::uintptr_t entry, std::size_t size, const std::vector<std::uintptr_t>& pointers,
-                               std::vector<std::int64_t> shapes, bool over_trains, py::object explain_failure,
+                               std::vector<std::int64_t> shapes, py::object xfel_key, py::object explain_failure,
                                py::list keep_alive)
     : entry_(reinterpret_cast<Entry>(entry)),
       size_(size),
       shapes_(std::move(shapes)),
-      over_trains_(over_trains),
+      xfel_key_(std::move(xfel_key)),
       explain_failure_(std::move(explain_failure)),
       keep_alive_(std::move(keep_alive)) {
   if (entry == 0) throw std::invalid_argument("pasha: a compiled kernel without an entry");
   for (const std::uintptr_t pointer : pointers) pointers_.push_back(reinterpret_cast<void*>(pointer));
-  if (pointers_.empty() || shapes_.size() < (over_trains ? 2U : 1U)) {
+  if (!xfel_key_.is_none() && !py::isinstance<XfelKey>(xfel_key_)) {
+    throw py::type_error("pasha: a compiled kernel's trains come from an XfelKey");
+  }
+  if (pointers_.empty() || shapes_.size() < (over_trains() ? 2U : 1U)) {
     throw std::invalid_argument("pasha: a compiled kernel without data");
   }
 }
 
-void map_compiled(Engine& engine, const CompiledKernel& kernel, const py::object& functor, const MapRequest& request) {
+void map_compiled(Engine& engine, const CompiledKernel& kernel, const MapRequest& request) {
   PyMap map(request.context, kernel.explain_failure(), engine.num_workers());
   const CompiledCall call(kernel, map);
   if (!kernel.over_trains()) {
@@ -168,22 +171,19 @@ void map_compiled(Engine& engine, const CompiledKernel& kernel, const py::object
     engine.run_native(call, ranges, request);
     return;
   }
-  const py::object target = py::getattr(functor, "_pasha", py::none()).is_none()
-                                ? functor.attr("obj").attr("_engine")
-                                : functor.attr("_pasha").attr("_engine");
   std::visit(
       [&](const auto& data) {
         KeyTrainRows trains(data, map);
         engine.run_native(call, trains, request);
       },
-      target.cast<const XfelKey&>().data());
+      kernel.xfel_key().cast<const XfelKey&>().data());
 }
 
 void bind_compiled(py::module_& m) {
   py::class_<CompiledKernel>(m, "CompiledKernel", "A numba-compiled kernel prepared for one map (internal: pasha.compiled).")
-      .def(py::init<std::uintptr_t, std::size_t, const std::vector<std::uintptr_t>&, std::vector<std::int64_t>, bool,
+      .def(py::init<std::uintptr_t, std::size_t, const std::vector<std::uintptr_t>&, std::vector<std::int64_t>, py::object,
                     py::object, py::list>(),
-           py::arg("entry"), py::arg("size"), py::arg("pointers"), py::arg("shapes"), py::arg("over_trains"),
+           py::arg("entry"), py::arg("size"), py::arg("pointers"), py::arg("shapes"), py::arg("xfel_key"),
            py::arg("explain_failure"), py::arg("keep_alive"));
 }
 

@@ -31,13 +31,15 @@ class CompiledKernel {
   // `explain_failure(worker_id, index)` runs the failing element again through Python to raise its
   // exception; `keep_alive` holds what the table points into (the arrays, the compiled code).
   CompiledKernel(std::uintptr_t entry, std::size_t size, const std::vector<std::uintptr_t>& pointers,
-                 std::vector<std::int64_t> shapes, bool over_trains, py::object explain_failure, py::list keep_alive);
+                 std::vector<std::int64_t> shapes, py::object xfel_key, py::object explain_failure, py::list keep_alive);
 
   Entry entry() const noexcept { return entry_; }
   std::size_t size() const noexcept { return size_; }
   const std::vector<void*>& pointers() const noexcept { return pointers_; }
   const std::vector<std::int64_t>& shapes() const noexcept { return shapes_; }
-  bool over_trains() const noexcept { return over_trains_; }
+  // Over the trains of this XfelKey (pasha.compiled found it in the collection), or None: over elements.
+  const py::object& xfel_key() const noexcept { return xfel_key_; }
+  bool over_trains() const noexcept { return !xfel_key_.is_none(); }
   const py::object& explain_failure() const noexcept { return explain_failure_; }
 
  private:
@@ -45,14 +47,14 @@ class CompiledKernel {
   std::size_t size_;
   std::vector<void*> pointers_;
   std::vector<std::int64_t> shapes_;
-  bool over_trains_;
+  py::object xfel_key_;
   py::object explain_failure_;
   py::list keep_alive_;
 };
 
-// Runs `kernel` over `functor` (what pasha.Functor.try_wrap gave; an XFEL key's functor when the
-// kernel is over trains) on `engine`, and raises in Python what a kernel raised. For Engine::map.
-void map_compiled(Engine& engine, const CompiledKernel& kernel, const py::object& functor, const MapRequest& request);
+// Runs `kernel` over its elements (or its XFEL key's trains) on `engine`, and raises in Python what a
+// kernel raised. For Engine::map.
+void map_compiled(Engine& engine, const CompiledKernel& kernel, const MapRequest& request);
 
 // Adds CompiledKernel to the module.
 void bind_compiled(py::module_& m);

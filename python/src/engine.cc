@@ -138,7 +138,7 @@ std::vector<PyHook*> MapHooks::python_hooks() {
 void Engine::map(const py::object& kernel, const py::object& functor, const MapRequest& request) {
   // A numba-compiled kernel, as pasha.compiled prepared it: called natively by the workers.
   if (py::isinstance<CompiledKernel>(kernel)) {
-    map_compiled(*this, kernel.cast<const CompiledKernel&>(), functor, request);
+    map_compiled(*this, kernel.cast<const CompiledKernel&>(), request);
     return;
   }
   if (PyCallable_Check(kernel.ptr()) == 0) {

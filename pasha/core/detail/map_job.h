@@ -7,9 +7,11 @@
 // Cancellation: an indexed share is walked in chunks of about 1/64 of the share (at least 1, at most
 // 16384 elements) and the cancel flag is looked at between chunks, so that workers whose elements are
 // expensive (a file, a train) stop within a few elements and cheap loops keep their vectorised inner
-// loop. Each worker runs the first chunk of its share before looking, so that when every worker fails
-// at once the reported worker (the lowest id) does not depend on timing. A non-indexed functor is
-// stopped by its visitor, which returns false and calls no kernel once the map is cancelled.
+// loop. A functor that lets exceptions pass runs the first chunk of each share before looking, so
+// that when every worker fails at once the reported worker (the lowest id) does not depend on timing;
+// the visitor of any other functor (indexed or not) looks before each element, so a worker cancelled
+// before its first element reports nothing. A non-indexed functor is stopped by its visitor, which
+// returns false and calls no kernel once the map is cancelled.
 //
 // Exceptions: a kernel's exception unwinds through the iterate of functors that let exceptions pass
 // (pasha's own adapters); for any other functor the visitor keeps it and iterate sees visit return
